@@ -1,0 +1,81 @@
+"""Element-wise activations: GELU (ALBERT's tanh form and the exact erf form) and tanh.
+
+Derivations: docs/layers/gelu.md, docs/layers/tanh.md
+"""
+from __future__ import annotations
+
+import math
+
+from ..backend import erf, get_array_module
+from ._check import check_float
+
+_C = math.sqrt(2.0 / math.pi)   # sqrt(2/pi)
+_A = 0.044715
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def gelu_new_forward(x):
+    """ALBERT/TF GELU (HF ``gelu_new``): 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
+    Returns: y (same shape), cache = (x, t) with t = tanh(u)."""
+    check_float("x", x)
+    xp = get_array_module(x)
+    # x * x * x, not x ** 3: NumPy's float32 power is ~160x slower than two multiplies.
+    u = (x + _A * (x * x * x)) * _C
+    t = xp.tanh(u)
+    y = 0.5 * x * (1.0 + t)
+    return y, (x, t)
+
+
+def gelu_new_backward(dy, cache):
+    """dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)."""
+    x, t = cache
+    # y = 0.5 * x * (1 + t),  t = tanh(u),  u = c * (x + a x^3)
+    du_dx = _C * (1.0 + (3.0 * _A) * (x * x))
+    dx = dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+    return dx
+
+
+def gelu_forward(x):
+    """Exact GELU (HF ``gelu``, the v1 configs): 0.5 x (1 + erf(x / sqrt 2)).
+    Returns: y, cache = (x, Phi) with Phi the standard normal CDF at x."""
+    check_float("x", x)
+    phi_cdf = 0.5 * (1.0 + erf(x * _INV_SQRT2))
+    return x * phi_cdf, (x, phi_cdf)
+
+
+def gelu_backward(dy, cache):
+    """dy/dx = Phi(x) + x phi(x), phi the standard normal density."""
+    x, phi_cdf = cache
+    xp = get_array_module(x)
+    pdf = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))
+    return dy * (phi_cdf + x * pdf)
+
+
+def tanh_forward(x):
+    """Returns y = tanh(x), cache = y (the pooler's activation)."""
+    check_float("x", x)
+    xp = get_array_module(x)
+    y = xp.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, cache):
+    y = cache
+    # y = tanh(x)  ->  dy/dx = 1 - y^2
+    return dy * (1.0 - y * y)
+
+
+ACTIVATIONS = {
+    "gelu_new": (gelu_new_forward, gelu_new_backward),
+    "gelu_pytorch_tanh": (gelu_new_forward, gelu_new_backward),  # same function in HF
+    "gelu": (gelu_forward, gelu_backward),
+    "tanh": (tanh_forward, tanh_backward),
+}
+
+
+def get_activation(name: str):
+    """(forward, backward) for an HF ``hidden_act`` name."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}: expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]

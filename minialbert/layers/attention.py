@@ -1,0 +1,104 @@
+"""Multi-head scaled-dot-product self-attention with an additive padding mask.
+
+Letters: B batch, T sequence, H hidden, NH heads, HS = H // NH head size.
+Parameters (HF names inside ``attention.``): query/key/value/dense .weight (H, H), .bias (H,).
+Derivation: docs/layers/attention.md
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_array_module
+from ._check import check_broadcastable, check_float, check_ndim, check_same_dtype, check_shape
+from .dropout import dropout_backward, dropout_forward
+from .linear import linear_backward, linear_forward
+from .softmax import softmax_backward, softmax_forward
+
+ATTENTION_PARAMS = ("query.weight", "query.bias", "key.weight", "key.bias",
+                    "value.weight", "value.bias", "dense.weight", "dense.bias")
+
+
+def make_attention_mask(attention_mask, dtype=np.float32):
+    """(B, T) of 1 (attend) / 0 (padding) -> additive mask (B, 1, 1, T): 0 where
+    attended, the dtype's most negative finite number where padded (as HF eager does).
+    After the row-max subtraction in softmax those keys get exactly zero weight."""
+    check_ndim("attention_mask", attention_mask, 2)
+    xp = get_array_module(attention_mask)
+    dtype = np.dtype(dtype)
+    neg = dtype.type(np.finfo(dtype).min)
+    add = xp.where(attention_mask[:, None, None, :] > 0, dtype.type(0), neg)
+    return add.astype(dtype, copy=False)
+
+
+def _split_heads(x, NH):
+    B, T, H = x.shape
+    return x.reshape(B, T, NH, H // NH).transpose(0, 2, 1, 3)   # (B, NH, T, HS)
+
+
+def _merge_heads(x):
+    B, NH, T, HS = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, NH * HS)        # (B, T, H)
+
+
+def attention_forward(x, p, num_heads, mask_add=None, dropout_p=0.0, rng=None,
+                      training=False, return_probs=False):
+    """Inputs: x (B, T, H); p dict with ATTENTION_PARAMS; mask_add broadcastable to
+    (B, NH, T, T) (from :func:`make_attention_mask`) or None; dropout on the
+    probabilities with ``dropout_p`` in training mode.
+    Returns: out (B, T, H), cache — or (out, probs (B, NH, T, T), cache) with return_probs.
+    ``out`` is the attention output after ``dense``, before residual and LayerNorm."""
+    check_float("x", x)
+    check_ndim("x", x, 3)
+    B, T, H = x.shape
+    if num_heads < 1 or H % num_heads:
+        raise ValueError(f"hidden size {H} is not divisible by num_heads={num_heads}")
+    for k in ATTENTION_PARAMS:
+        if k not in p:
+            raise ValueError(f"attention parameters lack {k!r}")
+        check_shape(f"attention {k}", p[k], (H, H) if k.endswith("weight") else (H,))
+    check_same_dtype(x=x, **{k.replace(".", "_"): p[k] for k in ATTENTION_PARAMS})
+    NH = num_heads
+    HS = H // NH
+    if mask_add is not None:
+        check_broadcastable("mask_add", mask_add, (B, NH, T, T))
+
+    q, cq = linear_forward(x, p["query.weight"], p["query.bias"])   # (B, T, H)
+    k, ck = linear_forward(x, p["key.weight"], p["key.bias"])       # (B, T, H)
+    v, cv = linear_forward(x, p["value.weight"], p["value.bias"])   # (B, T, H)
+    qh, kh, vh = _split_heads(q, NH), _split_heads(k, NH), _split_heads(v, NH)  # (B, NH, T, HS)
+    scale = x.dtype.type(HS ** -0.5)
+    scores = (qh @ kh.transpose(0, 1, 3, 2)) * scale                # (B, NH, T, T)
+    if mask_add is not None:
+        scores += mask_add
+    P, cP = softmax_forward(scores)                                 # (B, NH, T, T)
+    Pd, cd = dropout_forward(P, dropout_p, rng, training)           # (B, NH, T, T)
+    ctx = _merge_heads(Pd @ vh)                                     # (B, T, H)
+    out, co = linear_forward(ctx, p["dense.weight"], p["dense.bias"])  # (B, T, H)
+    cache = (NH, scale, cq, ck, cv, qh, kh, vh, cP, Pd, cd, co)
+    if return_probs:
+        return out, P, cache
+    return out, cache
+
+
+def attention_backward(dout, cache, g):
+    """Inputs: dout (B, T, H); g dict of gradient buffers keyed like ATTENTION_PARAMS
+    (accumulated into; a missing key skips that gradient). Returns: dx (B, T, H).
+    Stored in the cache: the inputs of every matmul and the probabilities."""
+    NH, scale, cq, ck, cv, qh, kh, vh, cP, Pd, cd, co = cache
+    # out = ctx @ Wd.T + bd
+    dctx = linear_backward(dout, co, g.get("dense.weight"), g.get("dense.bias"))  # (B, T, H)
+    dctx_h = _split_heads(dctx, NH)                                 # (B, NH, T, HS)
+    # ctx_h = Pd @ vh
+    dPd = dctx_h @ vh.transpose(0, 1, 3, 2)                         # (B, NH, T, T)
+    dvh = Pd.transpose(0, 1, 3, 2) @ dctx_h                         # (B, NH, T, HS)
+    dP = dropout_backward(dPd, cd)
+    # P = softmax(scores); the additive mask is a constant: no gradient
+    dscores = softmax_backward(dP, cP)                              # (B, NH, T, T)
+    dscores *= scale
+    # scores = qh @ kh.T * scale
+    dqh = dscores @ kh                                              # (B, NH, T, HS)
+    dkh = dscores.transpose(0, 1, 3, 2) @ qh                        # (B, NH, T, HS)
+    dx = linear_backward(_merge_heads(dqh), cq, g.get("query.weight"), g.get("query.bias"))
+    dx += linear_backward(_merge_heads(dkh), ck, g.get("key.weight"), g.get("key.bias"))
+    dx += linear_backward(_merge_heads(dvh), cv, g.get("value.weight"), g.get("value.bias"))
+    return dx

@@ -1,0 +1,25 @@
+"""Inverted dropout: zero with probability p, scale survivors by 1/(1-p).
+
+Derivation: docs/layers/dropout.md
+"""
+from __future__ import annotations
+
+
+def dropout_forward(x, p, rng=None, training=True):
+    """Inputs: x, p in [0, 1), rng a :class:`minialbert.backend.Random` (seeded).
+    Returns: y, cache = mask (already scaled), or None when dropout is the identity
+    (eval mode or p == 0), in which case y is x itself."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x, None
+    if rng is None:
+        raise ValueError("dropout in training mode needs a seeded rng (minialbert.backend.Random)")
+    keep = rng.random(x.shape, dtype=x.dtype) >= p                  # True with prob 1-p
+    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))    # same mask re-used in backward
+    return x * mask, mask
+
+
+def dropout_backward(dy, cache):
+    mask = cache
+    return dy if mask is None else dy * mask

@@ -1,0 +1,34 @@
+"""Embedding lookup ``e = W[ids]`` and its scatter-add backward.
+
+Derivation: docs/layers/embedding.md
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ._check import check_ids
+
+
+def embedding_forward(ids, W, padding_idx=None, name="ids"):
+    """Inputs: ids (...) integers in [0, V), W (V, E); padding_idx: a row whose lookup
+    gets no gradient (HF's ``nn.Embedding(padding_idx=0)``).
+    Returns: e (..., E), cache = (ids, padding_idx)."""
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-d (V, E), got shape {tuple(W.shape)}")
+    check_ids(name, ids, W.shape[0])
+    return W[ids], (ids, padding_idx)
+
+
+def embedding_backward(de, cache, dW):
+    """Inputs: de (..., E); dW (V, E) accumulated into. Returns None (ids have no gradient).
+
+    Ids repeat (every sequence has [CLS], many share "the"), so ``dW[ids] += de`` would
+    keep only the last write per row. ``add.at`` is unbuffered and adds every one."""
+    ids, padding_idx = cache
+    xp = get_array_module(dW)
+    flat_ids = ids.reshape(-1)                    # (N,)
+    flat_de = de.reshape(-1, de.shape[-1])        # (N, E)
+    if padding_idx is not None:
+        keep = flat_ids != padding_idx
+        flat_ids, flat_de = flat_ids[keep], flat_de[keep]
+    xp.add.at(dW, flat_ids, flat_de)
+    return None

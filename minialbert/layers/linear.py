@@ -1,0 +1,39 @@
+"""Linear layer ``y = x @ W.T + b`` with HuggingFace/PyTorch weight layout ``W: (out, in)``.
+
+Derivation: docs/layers/linear.md
+"""
+from __future__ import annotations
+
+from ._check import check_float, check_last_dim, check_shape, check_same_dtype
+
+
+def linear_forward(x, W, b=None):
+    """Inputs: x (..., in), W (out, in), b (out,) or None.
+    Returns: y (..., out), cache = (x, W)."""
+    check_float("x", x)
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-d (out, in), got shape {tuple(W.shape)}")
+    check_last_dim("x", x, W.shape[1], "the linear layer's input size W.shape[1]")
+    if b is not None:
+        check_shape("b", b, (W.shape[0],))
+    check_same_dtype(x=x, W=W, b=b)
+    y = x @ W.T                                   # (..., out)
+    if b is not None:
+        y += b
+    return y, (x, W)
+
+
+def linear_backward(dy, cache, dW=None, db=None):
+    """Inputs: dy (..., out); cache from linear_forward; dW (out, in) and db (out,)
+    gradient buffers that are *accumulated into* (pass None to skip).
+    Returns: dx (..., in)."""
+    x, W = cache
+    dy2 = dy.reshape(-1, dy.shape[-1])            # (N, out): all leading dims are "batch"
+    x2 = x.reshape(-1, x.shape[-1])               # (N, in)
+    # y = x @ W.T + b
+    if dW is not None:
+        dW += dy2.T @ x2                          # (out, in), summed over N
+    if db is not None:
+        db += dy2.sum(axis=0)                     # (out,)
+    dx = dy @ W                                   # (..., in)
+    return dx

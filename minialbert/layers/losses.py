@@ -1,0 +1,81 @@
+"""Losses: softmax cross-entropy with ``ignore_index``, mean-squared error, and binary
+cross-entropy with logits (HF's multi-label head). Each returns a 0-d array on the
+input's device; its backward takes the upstream scalar gradient (1.0 for the loss).
+
+Derivation: docs/layers/cross_entropy.md
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ._check import check_float, check_ids
+
+IGNORE_INDEX = -100
+
+
+def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
+    """Inputs: logits (..., C), labels (...) integers in [0, C) or ``ignore_index``.
+    Returns: loss = mean over counted positions of -log softmax(logits)[label]
+    (NaN when no position counts, as PyTorch), cache."""
+    check_float("logits", logits)
+    if tuple(labels.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(f"labels must have shape {tuple(logits.shape[:-1])} to match logits "
+                         f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
+    xp = get_array_module(logits)
+    C = logits.shape[-1]
+    z = logits.reshape(-1, C)                                  # (N, C)
+    y = labels.reshape(-1)                                     # (N,)
+    valid = y != ignore_index                                  # (N,)
+    check_ids("labels", y[valid], C)
+    y_safe = xp.where(valid, y, 0)
+    # log softmax via the log-sum-exp trick: finite for logits of any finite size
+    zmax = z.max(axis=-1, keepdims=True)
+    e = xp.exp(z - zmax)
+    sumexp = e.sum(axis=-1, keepdims=True)
+    logp_y = (z[xp.arange(z.shape[0]), y_safe] - zmax[:, 0]) - xp.log(sumexp[:, 0])  # (N,)
+    n_valid = valid.sum()
+    loss = -(logp_y * valid).sum() / n_valid                   # 0-d; NaN if n_valid == 0
+    P = e / sumexp                                             # (N, C) softmax, for backward
+    return loss, (P, y_safe, valid, n_valid, logits.shape)
+
+
+def cross_entropy_backward(dloss, cache):
+    """dlogits = (softmax - onehot(label)) / N_counted on counted rows, 0 elsewhere."""
+    P, y_safe, valid, n_valid, shape = cache
+    xp = get_array_module(P)
+    d = P.copy()                                               # (N, C)
+    d[xp.arange(d.shape[0]), y_safe] -= 1.0
+    d *= (valid / n_valid * dloss).astype(d.dtype)[:, None]
+    return d.reshape(shape)
+
+
+def mse_forward(pred, target):
+    """Inputs: pred, target of the same shape. Returns: loss = mean((pred - target)^2), cache."""
+    check_float("pred", pred)
+    if tuple(pred.shape) != tuple(target.shape):
+        raise ValueError(f"target must have shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}")
+    diff = pred - target.astype(pred.dtype, copy=False)
+    return (diff * diff).mean(), (diff,)
+
+
+def mse_backward(dloss, cache):
+    (diff,) = cache
+    return diff * (2.0 * dloss / diff.size)
+
+
+def bce_with_logits_forward(logits, targets):
+    """Inputs: logits, targets in [0, 1] of the same shape. Returns: mean binary CE, cache."""
+    check_float("logits", logits)
+    if tuple(logits.shape) != tuple(targets.shape):
+        raise ValueError(f"targets must have shape {tuple(logits.shape)} like logits, got {tuple(targets.shape)}")
+    xp = get_array_module(logits)
+    t = targets.astype(logits.dtype, copy=False)
+    # log(1 + exp(-|z|)) form: stable for large |z|
+    loss = (xp.maximum(logits, 0) - logits * t + xp.log1p(xp.exp(-xp.abs(logits)))).mean()
+    return loss, (logits, t)
+
+
+def bce_with_logits_backward(dloss, cache):
+    logits, t = cache
+    xp = get_array_module(logits)
+    sig = 1.0 / (1.0 + xp.exp(-logits))
+    return (sig - t) * (dloss / logits.size)
