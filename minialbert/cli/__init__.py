@@ -1,0 +1,44 @@
+"""The ``minialbert`` command: one subcommand per module of this package.
+
+Each module listed in ``COMMANDS`` defines ``register(subparsers)``, which adds its
+subcommand and sets ``func`` (called with the parsed arguments; returns an exit code).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module name (inside minialbert.cli) for each subcommand group, in help order
+COMMANDS = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minialbert",
+        description="ALBERT from scratch in NumPy/CuPy: tokenizers, pretraining data, "
+                    "pretraining, fine-tuning and fill-mask.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"minialbert.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        # user errors: one clear line, no traceback
+        print(f"minialbert {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
