@@ -16,24 +16,40 @@ import numpy as np
 from .backend import get_array_module, to_numpy
 
 
-def numerical_gradient(f, x, dout, h=1e-6):
+# central-difference stencils: grad = sum over (k, w) of w * (f(x + k h) - f(x - k h)) / h.
+# Differences are taken first, so a function that does not depend on x gives exactly 0.
+_STENCILS = {
+    2: ((1, 1 / 2),),                    # error O(h^2)
+    4: ((2, -1 / 12), (1, 8 / 12)),      # error O(h^4)
+}
+
+
+def numerical_gradient(f, x, dout, h=1e-6, order=2):
     """d/dx of sum(f() * dout) by central differences, perturbing ``x`` in place and
     restoring it. ``f`` takes no arguments and reads ``x`` (so ``x`` can be a parameter
     buffer deep inside a model); it returns an array shaped like ``dout``, or a scalar.
-    ``x`` must be float64: in float32 the rounding error of f(x±h) swamps the difference."""
+    ``x`` must be float64: in float32 the rounding error of f(x±h) swamps the difference.
+    ``order=4`` uses the five-point stencil (twice the forwards): with h = 1e-3 its
+    rounding error eps*|f|/h is ~1000x below the 2-point rule's at h = 1e-6, which
+    matters for gradients that are small next to the function value."""
     if x.dtype != np.float64:
         raise ValueError(f"numerical gradients need float64 inputs, got {x.dtype}")
+    if order not in _STENCILS:
+        raise ValueError(f"order must be one of {tuple(_STENCILS)}, got {order}")
     xp = get_array_module(x)
     grad = xp.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)   # views: writes reach x
     for i in range(flat.size):
         old = float(flat[i])
-        flat[i] = old + h
-        fp = float((f() * dout).sum())
-        flat[i] = old - h
-        fm = float((f() * dout).sum())
+        acc = 0.0
+        for k, w in _STENCILS[order]:
+            flat[i] = old + k * h
+            fp = float((f() * dout).sum())
+            flat[i] = old - k * h
+            fm = float((f() * dout).sum())
+            acc += w * (fp - fm)
         flat[i] = old
-        gflat[i] = (fp - fm) / (2.0 * h)
+        gflat[i] = acc / h
     return grad
 
 
@@ -74,10 +90,10 @@ def compare(name, analytic, numeric) -> GradCheckResult:
     return GradCheckResult(name, rel, mx, tuple(int(i) for i in worst), wa, wn, scale)
 
 
-def check_gradients(f, inputs: dict, analytic: dict, dout, h=1e-6) -> dict:
+def check_gradients(f, inputs: dict, analytic: dict, dout, h=1e-6, order=2) -> dict:
     """Check every named input. ``f()`` recomputes the forward from the arrays in
     ``inputs`` (mutated in place during the check); ``analytic[name]`` is the
     gradient the backward produced for ``inputs[name]`` with upstream ``dout``.
     Returns {name: GradCheckResult}."""
-    return {name: compare(name, analytic[name], numerical_gradient(f, x, dout, h))
+    return {name: compare(name, analytic[name], numerical_gradient(f, x, dout, h, order))
             for name, x in inputs.items()}

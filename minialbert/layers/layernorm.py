@@ -4,7 +4,7 @@ Derivation: docs/layers/layernorm.md
 """
 from __future__ import annotations
 
-from ._check import check_float, check_last_dim, check_same_dtype
+from ._check import check_float, check_same_dtype, check_shape
 
 
 def layernorm_forward(x, gamma, beta, eps=1e-12):
@@ -12,8 +12,9 @@ def layernorm_forward(x, gamma, beta, eps=1e-12):
     Returns: y (..., D), cache = (xhat, rstd, gamma)."""
     check_float("x", x)
     D = x.shape[-1] if x.ndim else 0
-    check_last_dim("gamma", gamma, D, "the normalised size x.shape[-1]")
-    check_last_dim("beta", beta, D, "the normalised size x.shape[-1]")
+    # exact shape (D,), not just the last dimension: a (T, D) gamma would broadcast silently
+    check_shape("gamma", gamma, (D,))
+    check_shape("beta", beta, (D,))
     check_same_dtype(x=x, gamma=gamma, beta=beta)
     xp_mean = x.mean(axis=-1, keepdims=True)               # (..., 1)
     xc = x - xp_mean                                        # (..., D)

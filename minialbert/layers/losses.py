@@ -32,7 +32,7 @@ def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
     e = xp.exp(z - zmax)
     sumexp = e.sum(axis=-1, keepdims=True)
     logp_y = (z[xp.arange(z.shape[0]), y_safe] - zmax[:, 0]) - xp.log(sumexp[:, 0])  # (N,)
-    n_valid = valid.sum()
+    n_valid = valid.sum().astype(z.dtype)                      # float: int64 / float32 would give float64
     loss = -(logp_y * valid).sum() / n_valid                   # 0-d; NaN if n_valid == 0
     P = e / sumexp                                             # (N, C) softmax, for backward
     return loss, (P, y_safe, valid, n_valid, logits.shape)
