@@ -198,7 +198,9 @@ class Random:
         """A new independent stream seeded from (seed, *keys): e.g. ``rng.fork(step)``
         gives every training step its own dropout stream, so a resumed run draws the
         same masks as an uninterrupted one on both devices."""
-        ss = np.random.SeedSequence([self.seed, *map(int, keys)])
+        # len(keys) first: SeedSequence zero-pads its entropy, so (seed, k) and (seed, k, 0)
+        # would otherwise give the same stream
+        ss = np.random.SeedSequence([self.seed, len(keys), *map(int, keys)])
         return Random(int(ss.generate_state(1)[0]), device=self.device)
 
 
