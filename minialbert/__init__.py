@@ -1,5 +1,7 @@
 """minialbert: ALBERT built from scratch in NumPy and CuPy, every backward pass by hand."""
 from . import backend, layers  # noqa: F401
 from .backend import get_array_module, to_device, to_numpy  # noqa: F401
+from . import data  # noqa: F401
+from .tokenizer import Tokenizer  # noqa: F401
 
 __version__ = "0.1.0"

@@ -1,0 +1,249 @@
+r"""Corpora: documents as lists of sentences.
+
+A *document* is a ``list[str]`` of sentences, a *corpus* a ``list`` of documents; this is
+what :func:`minialbert.data.create_pretraining_examples` and ``Tokenizer.train`` take.
+
+**The embedded default corpus** (:func:`load_default_corpus`) is the English docstrings
+of the Python standard library (and of NumPy when it is installed), read from the
+source files with :mod:`ast` -- nothing is imported or downloaded, so it exists
+wherever minialbert installs. One document per module (module docstring + the
+docstrings of its top-level functions) and one per class (class docstring + its
+methods'), in sorted file order, so the corpus is the same on every run of one Python
+and NumPy version.
+
+**Sentence-splitting rule** (:func:`split_sentences`), applied to each docstring:
+
+1. ``inspect.cleandoc``, then split into paragraphs at blank lines; a paragraph always
+   ends a sentence.
+2. Drop paragraphs that hold a doctest (a line starting ``>>>``) and reST
+   directives/underlines (lines made only of ``-=~^*#+`` or starting ``..``).
+3. Join a paragraph's lines with single spaces.
+4. Split after ``.``, ``!`` or ``?`` when whitespace and then an upper-case letter, a
+   digit, a quote or an opening bracket follow (so "e.g. foo" and "3.14" stay whole).
+5. Keep sentences with at least 3 letters; drop documents left with no sentence.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import os
+import re
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Iterator
+
+_SENT_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])")
+_UNDERLINE = re.compile(r"^\s*[-=~^*#+]{3,}\s*$")
+_LETTERS = re.compile(r"[A-Za-z]")
+# folders of the standard library that hold tests, demos or vendored code, not docs
+_SKIP_DIRS = {"test", "tests", "idle_test", "idlelib", "turtledemo", "lib2to3", "ensurepip",
+              "site-packages", "dist-packages", "__pycache__", "tkinter", "pydoc_data", "_pyrepl"}
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a docstring (or any paragraph text) into sentences by the rule above.
+
+    Inputs: text, a str (may hold many paragraphs). Returns: list of sentence strs.
+    """
+    out = []
+    for para in re.split(r"\n\s*\n", inspect.cleandoc(text)):
+        lines = para.splitlines()
+        if any(l.lstrip().startswith(">>>") for l in lines):
+            continue
+        lines = [l for l in lines if not _UNDERLINE.match(l) and not l.lstrip().startswith("..")]
+        joined = " ".join(" ".join(lines).split())
+        if not joined:
+            continue
+        for s in _SENT_END.split(joined):
+            if len(_LETTERS.findall(s)) >= 3:
+                out.append(s)
+    return out
+
+
+def _docs_of_source(source: str, filename: str) -> list[list[str]]:
+    """Documents of one Python file: the module's and one per class, in source order."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except (SyntaxError, ValueError):
+        return []
+    module_doc: list[str] = []
+    class_docs: list[list[str]] = []
+
+    def add(target, node):
+        d = ast.get_docstring(node, clean=False)
+        if d:
+            target.extend(split_sentences(d))
+
+    add(module_doc, tree)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+            add(module_doc, node)
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            doc: list[str] = []
+            add(doc, node)
+            for sub in node.body:
+                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                        (not sub.name.startswith("_") or sub.name == "__init__"):
+                    add(doc, sub)
+            class_docs.append(doc)
+    return [d for d in [module_doc, *class_docs] if d]
+
+
+def _stdlib_files() -> list[Path]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    names = sorted(n for n in getattr(sys, "stdlib_module_names", ()) if not n.startswith("_"))
+    files: list[Path] = []
+    for name in names:
+        if name in _SKIP_DIRS or name in {"this", "antigravity"}:
+            continue
+        f = root / f"{name}.py"
+        if f.is_file():
+            files.append(f)
+        elif (root / name).is_dir():
+            files.extend(_py_files(root / name))
+    return files
+
+
+def _py_files(folder: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        out.extend(Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py"))
+    return out
+
+
+def _numpy_files() -> list[Path]:
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("numpy")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return _py_files(Path(list(spec.submodule_search_locations)[0]))
+
+
+def default_corpus_files(include_numpy: bool = True) -> list[Path]:
+    """The source files the default corpus is read from, in corpus order."""
+    return _stdlib_files() + (_numpy_files() if include_numpy else [])
+
+
+def load_default_corpus(include_numpy: bool = True, cache: bool = True) -> list[list[str]]:
+    """The embedded default corpus: stdlib (+ NumPy) docstrings, one document per module or class.
+
+    Inputs:
+    - include_numpy: also read NumPy's docstrings (if NumPy is importable).
+    - cache: keep the extracted corpus in ``$MINIALBERT_CACHE`` (default
+      ``~/.cache/minialbert``) as JSON, keyed by the Python and NumPy versions; reading
+      it back is faster than parsing the sources again.
+
+    Returns: list of documents, each a list of sentence strings (about 2-4 MB of text).
+    """
+    import json
+
+    key = f"py{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}"
+    if include_numpy:
+        try:
+            import numpy
+            key += f"-np{numpy.__version__}"
+        except ImportError:  # pragma: no cover
+            pass
+    cache_file = Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert")) / \
+        f"default-corpus-v1-{hashlib.sha256((key + sysconfig.get_paths()['stdlib']).encode()).hexdigest()[:16]}.json"
+    if cache and cache_file.is_file():
+        try:
+            return json.loads(cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass  # a broken cache is rebuilt below
+    docs: list[list[str]] = []
+    for f in default_corpus_files(include_numpy):
+        try:
+            src = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        docs.extend(_docs_of_source(src, str(f)))
+    if cache:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(cache_file.name + f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(docs), encoding="utf-8")
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass  # a read-only home is fine: no cache
+    return docs
+
+
+# -- the user's own text ------------------------------------------------------------
+def iter_text_files(path) -> Iterator[Path]:
+    """A file, or every file under a folder (sorted, hidden files skipped)."""
+    path = Path(path)
+    if path.is_file():
+        yield path
+    elif path.is_dir():
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for f in sorted(filenames):
+                if not f.startswith("."):
+                    yield Path(dirpath) / f
+    else:
+        raise FileNotFoundError(f"no such file or folder: {path}")
+
+
+def read_text_file(path) -> str:
+    """Read a UTF-8 text file; undecodable bytes raise ValueError naming file and byte offset."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid UTF-8 at byte offset {e.start} "
+                         f"(byte 0x{data[e.start]:02x}: {e.reason}); convert the file to UTF-8") from None
+
+
+def load_text_corpus(paths, mode: str = "blank_lines", split: str = "lines") -> list[list[str]]:
+    """Documents from the user's text files or folders.
+
+    Inputs:
+    - paths: a path or a list of paths (files or folders; folders are read recursively
+      in sorted order).
+    - mode: ``"blank_lines"`` -- documents are separated by blank lines (the reference
+      format: one sentence per line, blank line between documents); ``"file"`` -- one
+      document per file.
+    - split: ``"lines"`` -- every non-blank line is a sentence; ``"sentences"`` -- a
+      document's text is split by :func:`split_sentences`' rule.
+
+    Returns: list of documents (lists of sentence strs); empty documents are dropped.
+    Raises ValueError naming file and byte offset on invalid UTF-8.
+    """
+    if mode not in ("blank_lines", "file"):
+        raise ValueError(f"mode: expected 'blank_lines' or 'file', got {mode!r}")
+    if split not in ("lines", "sentences"):
+        raise ValueError(f"split: expected 'lines' or 'sentences', got {split!r}")
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    docs: list[list[str]] = []
+    for p in paths:
+        for f in iter_text_files(p):
+            text = read_text_file(f)
+            chunks = re.split(r"\n\s*\n", text) if mode == "blank_lines" else [text]
+            for chunk in chunks:
+                if split == "lines":
+                    doc = [" ".join(l.split()) for l in chunk.splitlines()]
+                    doc = [s for s in doc if s]
+                else:
+                    doc = split_sentences(chunk)
+                if doc:
+                    docs.append(doc)
+    return docs
+
+
+def corpus_hash(documents) -> str:
+    """SHA-256 over the documents' sentences (for manifests)."""
+    h = hashlib.sha256()
+    for doc in documents:
+        for s in doc:
+            h.update(s.encode("utf-8"))
+            h.update(b"\n")
+        h.update(b"\n")
+    return h.hexdigest()
