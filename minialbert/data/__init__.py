@@ -2,9 +2,13 @@
 
 - :mod:`.corpus`: the embedded default corpus (stdlib/NumPy docstrings) and the user's text files.
 - :mod:`.pretraining`: ``create_pretraining_examples`` (spec §5), ``collate``, ``iterate_batches``.
+- :mod:`.shards`: ``build_shards`` (atomic .npz shards + manifest.json), ``ShardLoader`` and
+  ``ExampleLoader`` (resumable shuffled batches).
 """
 from .corpus import (corpus_hash, load_default_corpus, load_text_corpus,  # noqa: F401
                      read_text_file, split_sentences)
 from .pretraining import (SENTENCE_TASKS, check_data_args, collate,  # noqa: F401
                           create_pretraining_examples, iterate_batches, mask_tokens,
                           tokenize_documents, word_start_table)
+from .shards import (ExampleLoader, ShardLoader, build_shards, examples_to_arrays,  # noqa: F401
+                     read_manifest)
