@@ -1,0 +1,448 @@
+"""ALBERT: embeddings -> E->H projection -> one shared layer applied L times -> pooler.
+
+Letters: B batch, T sequence, V vocabulary, E embedding size, H hidden size, NH heads,
+HS = H // NH head size, I intermediate size, L depth (layer applications), G groups.
+
+Every forward has a backward beside it. Parameters live in ``model.params`` and their
+gradients in ``model.grads``, two dicts with the same keys (see ``param_names``):
+
+    embeddings.{word,position,token_type}_embeddings.weight   (V|P|TT, E)
+    embeddings.LayerNorm.{weight,bias}                        (E,)
+    encoder.embedding_hidden_mapping_in.{weight (H, E), bias (H,)}
+    encoder.attention.{k}.{query,key,value,dense}.{weight (H, H), bias (H,)}
+    encoder.attention.{k}.LayerNorm.{weight,bias}             (H,)
+    encoder.ffn.{k}.ffn.{weight (I, H), bias (I,)}
+    encoder.ffn.{k}.ffn_output.{weight (H, I), bias (H,)}
+    encoder.ffn.{k}.full_layer_layer_norm.{weight,bias}       (H,)
+    pooler.{weight (H, H), bias (H,)}                         (classes with a pooler)
+    + the head's parameters (minialbert/heads.py)
+
+``k`` numbers the *distinct* attention / FFN blocks: with sharing="all", application i,
+inner layer j uses block ``int(i / (L / G)) * inner_group_num + j`` (HF's rule), so
+ALBERT-base has exactly one of each. Weights use the torch layout (out, in).
+Derivations: docs/model/shared-layer-gradient.md
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Optional
+
+import numpy as np
+
+from .backend import Random, check_device, device_of, get_array_module, resolve_dtype, to_device
+from .config import AlbertConfig, count_parameters
+from .layers import (ATTENTION_PARAMS, FFN_PARAMS, attention_backward, attention_forward,
+                     dropout_backward, dropout_forward, embedding_backward, embedding_forward,
+                     feedforward_backward, feedforward_forward, layernorm_backward,
+                     layernorm_forward, linear_backward, linear_forward, make_attention_mask,
+                     tanh_backward, tanh_forward)
+
+WORD = "embeddings.word_embeddings.weight"
+POS = "embeddings.position_embeddings.weight"
+TYPE = "embeddings.token_type_embeddings.weight"
+EMB_LN = ("embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias")
+PROJ = ("encoder.embedding_hidden_mapping_in.weight", "encoder.embedding_hidden_mapping_in.bias")
+POOLER = ("pooler.weight", "pooler.bias")
+ATTN_LN = ("LayerNorm.weight", "LayerNorm.bias")
+FFN_LN = ("full_layer_layer_norm.weight", "full_layer_layer_norm.bias")
+ATTENTION_BLOCK = ATTENTION_PARAMS + ATTN_LN     # names inside encoder.attention.{k}.
+FFN_BLOCK = FFN_PARAMS + FFN_LN                  # names inside encoder.ffn.{k}.
+
+
+@dataclass
+class AlbertOutput:
+    """What a forward returns; fields a class does not produce stay None.
+
+    loss: 0-d array (when labels were given). prediction_logits: (B, T, V), or (N, V) at
+    the N labelled positions when gathered (then ``masked_positions`` = flat indices (N,)
+    into B*T, row n belongs to ``labels.reshape(-1)[masked_positions[n]]``).
+    sop_logits (B, num_labels); logits (B, num_labels) / (B, T, num_labels) / (B, C);
+    start_logits, end_logits (B, T); last_hidden_state (B, T, H); pooler_output (B, H);
+    hidden_states: 1 + L*inner_group_num arrays (B, T, H), the first after the projection
+    (HF 5.x); attentions: L*inner_group_num arrays (B, NH, T, T).
+    mlm_loss / sop_loss: the two parts of the pretraining loss."""
+    loss: Any = None
+    prediction_logits: Any = None
+    sop_logits: Any = None
+    logits: Any = None
+    start_logits: Any = None
+    end_logits: Any = None
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: Optional[tuple] = None
+    attentions: Optional[tuple] = None
+    masked_positions: Any = None
+    mlm_loss: Any = None
+    sop_loss: Any = None
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def keys(self):
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+
+# ----------------------------------------------------------------------------------------
+# one AlbertLayer: post-LN attention block, then post-LN FFN block
+# ----------------------------------------------------------------------------------------
+
+def albert_layer_forward(h, pa, pf, config, mask_add, rng, training, return_probs=False):
+    """Inputs: h (B, T, H); pa dict with ATTENTION_BLOCK names, pf with FFN_BLOCK names.
+    Returns: h2 (B, T, H), probs (B, NH, T, T) or None, cache."""
+    c = config
+    if return_probs:
+        a, probs, ca = attention_forward(h, pa, c.num_attention_heads, mask_add,
+                                         c.attention_probs_dropout_prob, rng, training, True)
+    else:
+        a, ca = attention_forward(h, pa, c.num_attention_heads, mask_add,
+                                  c.attention_probs_dropout_prob, rng, training)  # (B, T, H)
+        probs = None
+    a, cd = dropout_forward(a, c.hidden_dropout_prob, rng, training)        # attention.output_dropout
+    a += h                                                                  # residual (a is ours to mutate)
+    h1, cl1 = layernorm_forward(a, pa["LayerNorm.weight"], pa["LayerNorm.bias"], c.layer_norm_eps)
+    f, cf = feedforward_forward(h1, pf, c.hidden_act)                       # (B, T, H); HF has no FFN dropout
+    f += h1
+    h2, cl2 = layernorm_forward(f, pf[FFN_LN[0]], pf[FFN_LN[1]], c.layer_norm_eps)  # (B, T, H)
+    return h2, probs, (ca, cd, cl1, cf, cl2)
+
+
+def albert_layer_backward(dh2, cache, ga, gf):
+    """Inputs: dh2 (B, T, H); ga, gf gradient buffers keyed like pa, pf (accumulated).
+    Returns: dh (B, T, H)."""
+    ca, cd, cl1, cf, cl2 = cache
+    # h2 = LayerNorm(f + h1)
+    ds2 = layernorm_backward(dh2, cl2, gf[FFN_LN[0]], gf[FFN_LN[1]])       # (B, T, H)
+    # f = ffn(h1): h1 gets the residual path and the FFN path
+    dh1 = feedforward_backward(ds2, cf, gf)
+    dh1 += ds2
+    # h1 = LayerNorm(h + dropout(attention(h)))
+    ds1 = layernorm_backward(dh1, cl1, ga["LayerNorm.weight"], ga["LayerNorm.bias"])
+    da = dropout_backward(ds1, cd)
+    dh = attention_backward(da, ca, ga)
+    dh += ds1
+    return dh
+
+
+# ----------------------------------------------------------------------------------------
+# the model
+# ----------------------------------------------------------------------------------------
+
+class AlbertPreTrainedModel:
+    """Parameters, gradients, devices, train/eval, and the encoder shared by every class.
+
+    Subclasses set ``head`` (the :func:`count_parameters` head name), ``add_pooling_layer``,
+    and implement ``_head_specs``, ``forward`` and ``_head_backward``.
+    """
+    head = "model"
+    add_pooling_layer = True
+
+    def __init__(self, config: AlbertConfig, seed: int = 0, dtype="float32"):
+        if not isinstance(config, AlbertConfig):
+            raise ValueError(f"config must be an AlbertConfig, got {type(config).__name__}")
+        config.validate()
+        self.config = config
+        self.dtype = resolve_dtype(dtype)
+        self.seed = int(seed)
+        self.device = "cpu"
+        self.training = True                    # as torch.nn.Module; from_pretrained returns eval()
+        self.rng = Random(self.seed).fork(1)    # dropout stream; init draws from its own stream
+        self._tape = None                       # caches of the last forward, consumed by backward()
+        init = np.random.default_rng(self.seed)
+        self.params = {}
+        for name, shape, kind in self._param_specs():
+            self.params[name] = _init_param(init, shape, kind, config, self.dtype)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        c = config
+        self._attn_names = [{s: f"encoder.attention.{k}.{s}" for s in ATTENTION_BLOCK}
+                            for k in range(c.num_attention_blocks)]
+        self._ffn_names = [{s: f"encoder.ffn.{k}.{s}" for s in FFN_BLOCK}
+                           for k in range(c.num_ffn_blocks)]
+
+    # -- parameters ----------------------------------------------------------------
+    def _param_specs(self):
+        """[(name, shape, init kind)] in a stable order: base model, then the head."""
+        c = self.config
+        V, E, H, I = c.vocab_size, c.embedding_size, c.hidden_size, c.intermediate_size
+        specs = [(WORD, (V, E), "embedding_pad"), (POS, (c.max_position_embeddings, E), "normal"),
+                 (TYPE, (c.type_vocab_size, E), "normal"),
+                 (EMB_LN[0], (E,), "ones"), (EMB_LN[1], (E,), "zeros"),
+                 (PROJ[0], (H, E), "normal"), (PROJ[1], (H,), "zeros")]
+        for k in range(c.num_attention_blocks):
+            for s in ATTENTION_PARAMS:
+                specs.append((f"encoder.attention.{k}.{s}", (H, H) if s.endswith("weight") else (H,),
+                              "normal" if s.endswith("weight") else "zeros"))
+            specs += [(f"encoder.attention.{k}.{ATTN_LN[0]}", (H,), "ones"),
+                      (f"encoder.attention.{k}.{ATTN_LN[1]}", (H,), "zeros")]
+        for k in range(c.num_ffn_blocks):
+            specs += [(f"encoder.ffn.{k}.ffn.weight", (I, H), "normal"),
+                      (f"encoder.ffn.{k}.ffn.bias", (I,), "zeros"),
+                      (f"encoder.ffn.{k}.ffn_output.weight", (H, I), "normal"),
+                      (f"encoder.ffn.{k}.ffn_output.bias", (H,), "zeros"),
+                      (f"encoder.ffn.{k}.{FFN_LN[0]}", (H,), "ones"),
+                      (f"encoder.ffn.{k}.{FFN_LN[1]}", (H,), "zeros")]
+        if self.add_pooling_layer:
+            specs += [(POOLER[0], (H, H), "normal"), (POOLER[1], (H,), "zeros")]
+        return specs + list(self._head_specs())
+
+    def _head_specs(self):
+        return []
+
+    def param_names(self):
+        """The parameter keys, in order."""
+        return list(self.params)
+
+    def num_parameters(self) -> int:
+        """Distinct trainable scalars (the tied decoder weight is the word embedding, counted once)."""
+        return int(sum(int(v.size) for v in self.params.values()))
+
+    def expected_num_parameters(self) -> int:
+        return count_parameters(self.config, head=self.head)
+
+    def zero_grad(self):
+        """Zero every gradient buffer in place (references held elsewhere stay valid)."""
+        for g in self.grads.values():
+            g[...] = 0
+
+    # -- modes and devices -----------------------------------------------------------
+    def train(self, mode: bool = True):
+        """Dropout on (drawn from ``self.rng``)."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Dropout off: the forward is deterministic."""
+        return self.train(False)
+
+    def to(self, device: str):
+        """Move parameters and gradients to 'cpu' or 'gpu'; the dropout stream is re-seeded
+        on that device from the same seed. Returns self."""
+        check_device(device)
+        self.params = {k: to_device(v, device) for k, v in self.params.items()}
+        self.grads = {k: to_device(v, device) for k, v in self.grads.items()}
+        if self.rng.device != device:
+            self.rng = Random(self.rng.seed, device=device)
+        self.device = device
+        self._tape = None
+        return self
+
+    # -- input checks ----------------------------------------------------------------
+    def _as_input(self, name, x, ndim=2):
+        """Integer ids on the model's device, checked for type and rank."""
+        xp = get_array_module(*self.params.values())
+        if device_of(x) != self.device:
+            x = to_device(np.asarray(x) if not hasattr(x, "dtype") else x, self.device)
+        if not hasattr(x, "dtype"):
+            x = xp.asarray(x)
+        if x.dtype.kind not in "iub":
+            raise ValueError(f"{name} must be an integer array, got dtype {x.dtype}")
+        if x.ndim != ndim:
+            raise ValueError(f"{name} must be {ndim}-d, got shape {tuple(x.shape)}")
+        return x
+
+    def _prepare(self, input_ids, token_type_ids, attention_mask):
+        c = self.config
+        input_ids = self._as_input("input_ids", input_ids)
+        B, T = input_ids.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"input_ids must have at least one sequence and one token, got shape {(B, T)}")
+        if T > c.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings={c.max_position_embeddings}")
+        xp = get_array_module(input_ids)
+        if token_type_ids is None:
+            token_type_ids = xp.zeros((B, T), dtype=np.int64)             # HF default: segment A
+        token_type_ids = self._as_input("token_type_ids", token_type_ids)
+        if token_type_ids.shape != input_ids.shape:
+            raise ValueError(f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape {(B, T)}")
+        if attention_mask is not None:
+            attention_mask = self._as_input("attention_mask", attention_mask)
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {(B, T)}")
+            # an all-ones mask changes nothing (HF 5.x then passes no mask at all)
+            if bool(xp.all(attention_mask > 0)):
+                attention_mask = None
+        return input_ids, token_type_ids, attention_mask
+
+    def _labels(self, name, x, shape, dtype=None):
+        """Labels on the model's device with the given shape (integers unless dtype)."""
+        if device_of(x) != self.device or not hasattr(x, "dtype"):
+            x = to_device(np.asarray(x), self.device)
+        if tuple(x.shape) != tuple(shape):
+            raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+        if dtype is not None:
+            return x.astype(dtype, copy=False)
+        if x.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be an integer array, got dtype {x.dtype}")
+        return x
+
+    def _dropout_rng(self):
+        if self.training and self.rng.device != self.device:
+            raise ValueError(f"model.rng draws on {self.rng.device!r} but the model is on "
+                             f"{self.device!r}: use Random(seed, device=model.device)")
+        return self.rng
+
+    # -- the encoder -----------------------------------------------------------------
+    def _encode(self, input_ids, token_type_ids=None, attention_mask=None,
+                output_attentions=False, output_hidden_states=False):
+        """Embeddings -> projection -> L layer applications -> pooler.
+        Returns: seq (B, T, H), pooled (B, H) or None, attentions, hidden_states, cache."""
+        c, p = self.config, self.params
+        input_ids, token_type_ids, attention_mask = self._prepare(input_ids, token_type_ids, attention_mask)
+        B, T = input_ids.shape
+        rng, training = self._dropout_rng(), self.training
+        # embeddings: word + token type + position (HF's order), LayerNorm, dropout
+        e, c_word = embedding_forward(input_ids, p[WORD], padding_idx=c.pad_token_id,
+                                      name="input_ids")                          # (B, T, E)
+        te, c_type = embedding_forward(token_type_ids, p[TYPE], name="token_type_ids")  # (B, T, E)
+        e += te
+        e += p[POS][:T]                                                          # (B, T, E)
+        x0, c_eln = layernorm_forward(e, p[EMB_LN[0]], p[EMB_LN[1]], c.layer_norm_eps)
+        x0, c_edrop = dropout_forward(x0, c.hidden_dropout_prob, rng, training)  # (B, T, E)
+        h, c_proj = linear_forward(x0, p[PROJ[0]], p[PROJ[1]])                   # (B, T, H)
+        mask_add = None if attention_mask is None else make_attention_mask(attention_mask, self.dtype)
+        hidden_states = [h] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        layer_caches = []
+        for i in range(c.num_hidden_layers):
+            for j in range(c.inner_group_num):
+                ka, kf = c.attention_block_of(i, j), c.ffn_block_of(i, j)
+                pa = {s: p[n] for s, n in self._attn_names[ka].items()}
+                pf = {s: p[n] for s, n in self._ffn_names[kf].items()}
+                h, probs, lc = albert_layer_forward(h, pa, pf, c, mask_add, rng, training,
+                                                    return_probs=output_attentions)  # (B, T, H)
+                layer_caches.append((ka, kf, lc))
+                if output_hidden_states:
+                    hidden_states.append(h)
+                if output_attentions:
+                    attentions.append(probs)
+        seq = h
+        pooled = c_pool = None
+        if self.add_pooling_layer:
+            z, c_lin = linear_forward(seq[:, 0], p[POOLER[0]], p[POOLER[1]])     # (B, H) on [CLS]
+            pooled, c_tanh = tanh_forward(z)                                     # (B, H)
+            c_pool = (c_lin, c_tanh)
+        cache = (B, T, c_word, c_type, c_eln, c_edrop, c_proj, layer_caches, c_pool)
+        return (seq, pooled, tuple(attentions) if output_attentions else None,
+                tuple(hidden_states) if output_hidden_states else None, cache)
+
+    def _encode_backward(self, dseq, dpooled, cache):
+        """Inputs: dseq (B, T, H) or None, dpooled (B, H) or None. Accumulates into self.grads."""
+        g = self.grads
+        B, T, c_word, c_type, c_eln, c_edrop, c_proj, layer_caches, c_pool = cache
+        xp = get_array_module(*g.values())
+        if dpooled is not None:
+            c_lin, c_tanh = c_pool
+            # pooled = tanh(seq[:, 0] @ Wp.T + bp)
+            dz = tanh_backward(dpooled, c_tanh)
+            dcls = linear_backward(dz, c_lin, g[POOLER[0]], g[POOLER[1]])        # (B, H)
+            # seq[:, 0] feeds the pooler too; copy rather than mutate the caller's array
+            dseq = xp.zeros((B, T, self.config.hidden_size), self.dtype) if dseq is None else dseq.copy()
+            dseq[:, 0] += dcls
+        if dseq is None:
+            dseq = xp.zeros((B, T, self.config.hidden_size), dtype=self.dtype)
+        dh = dseq
+        # THE SHARED LAYER'S GRADIENT IS A SUM OVER DEPTHS. The applications run here in
+        # reverse; each one ADDS (+=, inside the layer backwards) into the gradient buffers of
+        # the blocks it used, g["encoder.attention.{ka}.*"] and g["encoder.ffn.{kf}.*"].
+        # With sharing="all" and G = 1 every depth uses block 0, so after this loop
+        # g["encoder.attention.0.query.weight"] = sum over the L depths of that depth's gradient.
+        # No other place sums them (docs/model/shared-layer-gradient.md).
+        for ka, kf, lc in reversed(layer_caches):
+            ga = {s: g[n] for s, n in self._attn_names[ka].items()}
+            gf = {s: g[n] for s, n in self._ffn_names[kf].items()}
+            dh = albert_layer_backward(dh, lc, ga, gf)                           # (B, T, H)
+        # h = x0 @ Wmap.T + bmap
+        dx0 = linear_backward(dh, c_proj, g[PROJ[0]], g[PROJ[1]])                # (B, T, E)
+        dx0 = dropout_backward(dx0, c_edrop)
+        # x0 = LayerNorm(word + type + position)
+        de = layernorm_backward(dx0, c_eln, g[EMB_LN[0]], g[EMB_LN[1]])          # (B, T, E)
+        embedding_backward(de, c_word, g[WORD])       # scatter-add; the pad row gets nothing here
+        embedding_backward(de, c_type, g[TYPE])
+        g[POS][:T] += de.sum(axis=0)                  # positions 0..T-1, summed over the batch
+
+    # -- forward / backward API ------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def backward(self, grad_outputs: Optional[dict] = None):
+        """Backpropagate from the loss of the preceding forward (upstream gradient 1), or from
+        ``grad_outputs`` = {output field name: upstream gradient} (e.g. a random array for a
+        gradient check; "loss" may be one of the keys). Accumulates into ``self.grads``
+        (call ``zero_grad()`` first). The forward's caches are consumed: a second backward
+        needs a new forward."""
+        tape = self._tape
+        if tape is None:
+            raise RuntimeError("backward() needs a preceding forward(); none is pending "
+                               "(each forward allows one backward)")
+        if grad_outputs is None:
+            if tape["loss"] is None:
+                raise RuntimeError(f"backward() needs a loss, but the preceding {type(self).__name__}."
+                                   "forward computed none: pass the labels, or give grad_outputs")
+            grad_outputs = {"loss": 1.0}
+        allowed = set(tape["outputs"])
+        bad = set(grad_outputs) - allowed
+        if bad:
+            raise ValueError(f"grad_outputs for {sorted(bad)}: the forward produced only {sorted(allowed)}")
+        if "loss" in grad_outputs and tape["loss"] is None:
+            raise RuntimeError("grad_outputs has 'loss' but the forward computed no loss")
+        go = dict(grad_outputs)
+        dseq, dpooled = self._head_backward(tape, go)
+        if go.get("last_hidden_state") is not None:
+            dseq = go["last_hidden_state"] if dseq is None else dseq + go["last_hidden_state"]
+        if go.get("pooler_output") is not None:
+            dpooled = go["pooler_output"] if dpooled is None else dpooled + go["pooler_output"]
+        self._tape = None
+        self._encode_backward(dseq, dpooled, tape["enc"])
+
+    def _head_backward(self, tape, go):
+        return None, None
+
+    def _record(self, out: AlbertOutput, enc_cache, **head_caches):
+        """Keep what backward() needs; the differentiable outputs are the non-None arrays."""
+        names = [k for k in ("loss", "prediction_logits", "sop_logits", "logits", "start_logits",
+                             "end_logits", "last_hidden_state", "pooler_output")
+                 if getattr(out, k) is not None]
+        self._tape = {"enc": enc_cache, "loss": out.loss, "outputs": names, **head_caches}
+        return out
+
+    # -- saving ----------------------------------------------------------------------
+    def save_pretrained(self, path):
+        """Write ``config.json`` + ``model.safetensors`` that ``transformers`` loads (see hf.py)."""
+        from .hf import save_pretrained  # noqa: PLC0415  (hf.py imports the model classes)
+        return save_pretrained(self, path)
+
+    def __repr__(self):
+        c = self.config
+        return (f"{type(self).__name__}(L={c.num_hidden_layers}, H={c.hidden_size}, E={c.embedding_size}, "
+                f"V={c.vocab_size}, sharing={c.sharing!r}, params={self.num_parameters():,}, "
+                f"dtype={self.dtype.name}, device={self.device!r}, training={self.training})")
+
+
+def _init_param(rng, shape, kind, config, dtype):
+    """HF's init: weights and embeddings N(0, initializer_range) (not truncated), biases 0,
+    LayerNorm gamma 1 / beta 0, the padding row of the word embedding 0. Drawn on the host so
+    CPU and GPU models built with the same seed are identical."""
+    if kind == "zeros":
+        return np.zeros(shape, dtype=dtype)
+    if kind == "ones":
+        return np.ones(shape, dtype=dtype)
+    w = rng.standard_normal(shape, dtype=np.float32).astype(dtype) * dtype.type(config.initializer_range)
+    if kind == "embedding_pad":
+        w[config.pad_token_id] = 0
+    return w
+
+
+class AlbertModel(AlbertPreTrainedModel):
+    """The bare encoder with pooler: ``last_hidden_state`` (B, T, H), ``pooler_output`` (B, H).
+    No loss; ``backward(grad_outputs={"last_hidden_state": d, "pooler_output": dp})``."""
+    head = "model"
+    add_pooling_layer = True
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None,
+                output_attentions=False, output_hidden_states=False):
+        """Inputs: input_ids (B, T) ints in [0, V); token_type_ids (B, T) in [0, type_vocab_size)
+        (default 0); attention_mask (B, T) 1 = attend, 0 = padding (default all ones).
+        Returns: AlbertOutput with last_hidden_state, pooler_output."""
+        seq, pooled, att, hs, cache = self._encode(input_ids, token_type_ids, attention_mask,
+                                                   output_attentions, output_hidden_states)
+        out = AlbertOutput(last_hidden_state=seq, pooler_output=pooled, attentions=att, hidden_states=hs)
+        return self._record(out, cache)

@@ -1,0 +1,458 @@
+"""Model-level properties: whole-model gradient checks (float64, random upstream gradient),
+padding and batch invariance, the sharing property, heads, bad input, devices."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minialbert as ma
+from minialbert import backend
+from minialbert.config import HEADS
+
+CLASSES = {"model": ma.AlbertModel, "pretraining": ma.AlbertForPreTraining, "masked_lm": ma.AlbertForMaskedLM,
+           "sequence_classification": ma.AlbertForSequenceClassification,
+           "token_classification": ma.AlbertForTokenClassification,
+           "question_answering": ma.AlbertForQuestionAnswering, "multiple_choice": ma.AlbertForMultipleChoice}
+
+# Central differences in float64 with h = 1e-6: truncation error ~h^2 * f''' ~ 1e-12 and
+# rounding error ~eps * |f| / h ~ 1e-10 (|f| ~ 1), so a correct gradient agrees to ~1e-8
+# relative on elements of size ~1e-2; a wrong one (a missing term, a wrong sign) is off by O(1).
+GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-8
+H_STEP = 1e-6
+
+
+def small_config(**kw):
+    base = dict(vocab_size=13, embedding_size=5, hidden_size=6, num_attention_heads=2, intermediate_size=7,
+                num_hidden_layers=3, max_position_embeddings=9, type_vocab_size=2, num_labels=3,
+                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0)
+    base.update(kw)
+    return ma.AlbertConfig(**base)
+
+
+def randomize(model, seed):
+    """Random weights with LayerNorm gains and every bias nonzero (the init zeroes biases and
+    sets gains to 1, which would hide a wrong bias or gain gradient). Weight scale ~1/sqrt(fan_in)
+    keeps attention away from saturation, where gradients vanish and a check proves little."""
+    rng = np.random.default_rng(seed)
+    for k, v in model.params.items():
+        if v.ndim == 2:
+            v[...] = rng.standard_normal(v.shape) / np.sqrt(v.shape[1])
+        elif "LayerNorm" in k or "layer_norm" in k:
+            v[...] = 1.0 + 0.3 * rng.standard_normal(v.shape)
+        else:
+            v[...] = 0.3 * rng.standard_normal(v.shape)
+    return model
+
+
+def make_batch(config, B, T, seed, pad=True):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, config.vocab_size, (B, T))
+    tt = rng.integers(0, config.type_vocab_size, (B, T))
+    am = np.ones((B, T), dtype=np.int64)
+    if pad and T > 1:
+        for b in range(B):
+            n = rng.integers(1, T + 1)      # at least one real token per row
+            am[b, n:] = 0
+            ids[b, n:] = config.pad_token_id
+    return ids, tt, am
+
+
+def labels_for(cls, config, B, T, seed):
+    """Keyword arguments with labels for each class."""
+    rng = np.random.default_rng(seed + 100)
+    if cls is ma.AlbertForPreTraining or cls is ma.AlbertForMaskedLM:
+        lab = np.full((B, T), -100)
+        lab[rng.random((B, T)) < 0.4] = 3
+        lab[0, 0] = 2                                       # at least one labelled position
+        lab = np.where(lab >= 0, rng.integers(0, config.vocab_size, (B, T)), -100)
+        kw = {"labels": lab}
+        if cls is ma.AlbertForPreTraining:
+            kw["sentence_order_label"] = rng.integers(0, config.num_labels, B)
+        return kw
+    if cls is ma.AlbertForSequenceClassification:
+        return {"labels": rng.integers(0, config.num_labels, B)}
+    if cls is ma.AlbertForTokenClassification:
+        lab = rng.integers(0, config.num_labels, (B, T))
+        lab[rng.random((B, T)) < 0.3] = -100
+        lab[0, 0] = 1
+        return {"labels": lab}
+    if cls is ma.AlbertForQuestionAnswering:
+        return {"start_positions": rng.integers(0, T, B), "end_positions": rng.integers(0, T + 2, B)}
+    if cls is ma.AlbertForMultipleChoice:
+        return {"labels": rng.integers(0, 2, B)}
+    return {}
+
+
+def inputs_for(cls, config, B, T, seed, pad=True):
+    if cls is ma.AlbertForMultipleChoice:
+        C = 2
+        ids, tt, am = make_batch(config, B * C, T, seed, pad)
+        return dict(input_ids=ids.reshape(B, C, T), token_type_ids=tt.reshape(B, C, T),
+                    attention_mask=am.reshape(B, C, T))
+    ids, tt, am = make_batch(config, B, T, seed, pad)
+    return dict(input_ids=ids, token_type_ids=tt, attention_mask=am)
+
+
+def upstream(out, rng, with_loss=True):
+    """A random upstream gradient for every differentiable output (never all ones)."""
+    go = {}
+    for k in ("prediction_logits", "sop_logits", "logits", "start_logits", "end_logits",
+              "last_hidden_state", "pooler_output"):
+        v = getattr(out, k)
+        if v is not None:
+            go[k] = rng.standard_normal(v.shape)
+    if with_loss and out.loss is not None:
+        go["loss"] = float(rng.uniform(0.5, 2.0))
+    return go
+
+
+def objective(out, go):
+    """sum over outputs of <output, upstream>: the scalar whose gradient backward(go) computes."""
+    return sum(float(np.sum(getattr(out, k) * v)) for k, v in go.items())
+
+
+def check_model_gradients(model, inputs, label_kw, seed, n_elems=3, forward_kw=None):
+    """Analytic gradient of <outputs, random upstream> against central differences at
+    ``n_elems`` random elements of every parameter. Returns the worst relative error."""
+    rng = np.random.default_rng(seed)
+    forward_kw = forward_kw or {}
+    out = model.forward(**inputs, **label_kw, **forward_kw)
+    go = upstream(out, rng)
+    model.zero_grad()
+    model.backward(go)
+    worst = 0.0
+    pad = model.config.pad_token_id
+    for name, p in model.params.items():
+        flat, gflat = p.reshape(-1), model.grads[name].reshape(-1)
+        candidates = np.arange(flat.size)
+        if name == "embeddings.word_embeddings.weight":
+            # HF's padding_idx: the lookup of the pad row gets gradient 0 *by definition*, not the
+            # true derivative, so finite differences disagree there by design. That row is pinned
+            # against HF in test_hf_parity.py and below in test_padding_row_*.
+            E = p.shape[1]
+            candidates = candidates[(candidates < pad * E) | (candidates >= (pad + 1) * E)]
+        for idx in rng.choice(candidates, size=min(n_elems, candidates.size), replace=False):
+            old = flat[idx]
+            flat[idx] = old + H_STEP
+            fp = objective(model.forward(**inputs, **label_kw, **forward_kw), go)
+            flat[idx] = old - H_STEP
+            fm = objective(model.forward(**inputs, **label_kw, **forward_kw), go)
+            flat[idx] = old
+            num, ana = (fp - fm) / (2 * H_STEP), gflat[idx]
+            err = abs(num - ana)
+            assert err <= GRAD_ATOL + GRAD_RTOL * max(abs(num), abs(ana)), \
+                f"{name}[{np.unravel_index(idx, p.shape)}]: analytic {ana:.10e} vs numeric {num:.10e}"
+            if max(abs(num), abs(ana)) > 1e-6:
+                worst = max(worst, err / max(abs(num), abs(ana)))
+    return worst
+
+
+# ----------------------------------------------------------------------------------------
+# basics
+# ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("head", list(CLASSES))
+def test_every_class_builds_counts_and_runs(head):
+    cls = CLASSES[head]
+    c = small_config(num_labels=2 if head == "question_answering" else 3)
+    m = cls(c, seed=3)
+    assert m.num_parameters() == ma.count_parameters(c, head=head)
+    assert set(m.grads) == set(m.params)
+    assert all(m.grads[k].shape == v.shape and m.grads[k].dtype == np.float32 for k, v in m.params.items())
+    B, T = 2, 5
+    out = m.forward(**inputs_for(cls, c, B, T, 0), **labels_for(cls, c, B, T, 0))
+    if head == "model":
+        assert out.last_hidden_state.shape == (B, T, 6) and out.pooler_output.shape == (B, 6)
+        with pytest.raises(RuntimeError, match="loss"):
+            m.backward()
+        m.backward({"last_hidden_state": np.ones((B, T, 6), np.float32)})
+    else:
+        assert out.loss.ndim == 0 and np.isfinite(float(out.loss))
+        m.zero_grad()
+        m.backward()
+    nonzero = [k for k, g in m.grads.items() if np.any(g != 0)]
+    assert "encoder.attention.0.query.weight" in nonzero and "embeddings.word_embeddings.weight" in nonzero
+
+
+def test_output_shapes_per_head():
+    c = small_config()
+    B, T = 2, 4
+    ids, tt, am = make_batch(c, B, T, 0)
+    out = ma.AlbertForPreTraining(c).forward(ids, tt, am)
+    assert out.prediction_logits.shape == (B, T, 13) and out.sop_logits.shape == (B, 3) and out.loss is None
+    out = ma.AlbertForTokenClassification(c).forward(ids, tt, am)
+    assert out.logits.shape == (B, T, 3)
+    out = ma.AlbertForQuestionAnswering(small_config(num_labels=2)).forward(ids, tt, am)
+    assert out.start_logits.shape == out.end_logits.shape == (B, T)
+    out = ma.AlbertForSequenceClassification(c).forward(ids, tt, am, output_attentions=True,
+                                                        output_hidden_states=True)
+    assert out.logits.shape == (B, 3)
+    assert len(out.attentions) == 3 and out.attentions[0].shape == (B, 2, T, T)
+    assert len(out.hidden_states) == 4 and out.hidden_states[0].shape == (B, T, 6)
+    np.testing.assert_allclose(out.attentions[0].sum(-1), 1.0, rtol=1e-6)
+    # masked keys get exactly zero weight
+    assert np.all(out.attentions[1][am[:, None, None, :].repeat(T, 2).repeat(2, 1) == 0] == 0)
+
+
+@pytest.mark.parametrize("head", [h for h in CLASSES if h != "model"])
+def test_gradients_of_every_head_float64(head):
+    cls = CLASSES[head]
+    c = small_config(num_labels=2 if head == "question_answering" else 3, num_hidden_layers=2,
+                     num_hidden_groups=2)
+    m = randomize(cls(c, dtype="float64").eval(), 1)
+    B, T = 2, 4
+    check_model_gradients(m, inputs_for(cls, c, B, T, 2), labels_for(cls, c, B, T, 2), seed=3, n_elems=2)
+
+
+@settings(max_examples=8)
+@given(L=st.integers(1, 3), G=st.integers(1, 3), inner=st.integers(1, 2), NH=st.integers(1, 2),
+       HS=st.integers(1, 3), E=st.integers(2, 5), B=st.integers(1, 3), T=st.integers(1, 5),
+       sharing=st.sampled_from(["all", "attention", "ffn", "none"]), act=st.sampled_from(["gelu_new", "gelu"]),
+       full=st.booleans(), seed=st.integers(0, 2**16))
+def test_pretraining_model_gradient_hypothesis(L, G, inner, NH, HS, E, B, T, sharing, act, full, seed):
+    c = small_config(num_hidden_layers=L, num_hidden_groups=min(G, L), inner_group_num=inner,
+                     num_attention_heads=NH, hidden_size=NH * HS, intermediate_size=NH * HS + 1,
+                     embedding_size=E, sharing=sharing, hidden_act=act, num_labels=2)
+    m = randomize(ma.AlbertForPreTraining(c, seed=seed, dtype="float64").eval(), seed)
+    check_model_gradients(m, inputs_for(ma.AlbertForPreTraining, c, B, T, seed),
+                          labels_for(ma.AlbertForPreTraining, c, B, T, seed), seed=seed, n_elems=2,
+                          forward_kw={"full_logits": full})
+
+
+def test_backward_needs_a_forward_with_a_loss():
+    c = small_config()
+    m = ma.AlbertForPreTraining(c)
+    ids, tt, am = make_batch(c, 2, 4, 0)
+    with pytest.raises(RuntimeError, match="forward"):
+        m.backward()
+    m.forward(ids, tt, am, labels=np.full((2, 4), 3))            # no sentence_order_label: no loss, as HF
+    with pytest.raises(RuntimeError, match="loss"):
+        m.backward()
+    m.forward(ids, tt, am, labels=np.full((2, 4), 3), sentence_order_label=np.array([0, 1]))
+    m.backward()
+    with pytest.raises(RuntimeError, match="forward"):
+        m.backward()                                             # the caches were consumed
+
+
+@pytest.mark.parametrize("change, msg", [
+    (lambda d: d.update(input_ids=d["input_ids"] + 100), "input_ids"),
+    (lambda d: d.update(input_ids=-d["input_ids"] - 1), "input_ids"),
+    (lambda d: d.update(token_type_ids=d["token_type_ids"] + 2), "token_type_ids"),
+    (lambda d: d.update(attention_mask=d["attention_mask"][:, :3]), "attention_mask"),
+    (lambda d: d.update(token_type_ids=d["token_type_ids"][:1]), "token_type_ids"),
+    (lambda d: d.update(input_ids=np.ones((2, 10), np.int64), token_type_ids=None, attention_mask=None),
+     "max_position_embeddings"),
+    (lambda d: d.update(input_ids=d["input_ids"].astype(np.float32)), "integer"),
+    (lambda d: d.update(input_ids=d["input_ids"][0]), "2-d"),
+])
+def test_bad_input_raises_value_error(change, msg):
+    c = small_config()
+    m = ma.AlbertModel(c)
+    ids, tt, am = make_batch(c, 2, 4, 0)
+    d = dict(input_ids=ids, token_type_ids=tt, attention_mask=am)
+    change(d)
+    with pytest.raises(ValueError, match=msg):
+        m.forward(**d)
+
+
+def test_bad_labels_raise_value_error():
+    c = small_config()
+    m = ma.AlbertForPreTraining(c)
+    ids, tt, am = make_batch(c, 2, 4, 0)
+    with pytest.raises(ValueError, match="labels"):
+        m.forward(ids, labels=np.full((2, 3), 1), sentence_order_label=np.array([0, 1]))
+    with pytest.raises(ValueError, match="labels"):
+        m.forward(ids, labels=np.full((2, 4), 13), sentence_order_label=np.array([0, 1]))
+    with pytest.raises(ValueError, match="sentence_order_label"):
+        m.forward(ids, labels=np.full((2, 4), 1), sentence_order_label=np.array([0, 1, 1]))
+
+
+def test_gathered_logits_give_the_same_loss_and_gradients():
+    c = small_config(vocab_size=40)
+    m = randomize(ma.AlbertForPreTraining(c, dtype="float64").eval(), 0)
+    ids, tt, am = make_batch(c, 3, 6, 1)
+    kw = labels_for(ma.AlbertForPreTraining, c, 3, 6, 1)
+    full = m.forward(ids, tt, am, full_logits=True, **kw)
+    m.zero_grad()
+    m.backward()
+    g_full = {k: v.copy() for k, v in m.grads.items()}
+    gathered = m.forward(ids, tt, am, **kw)                      # default with labels: gathered
+    lab = kw["labels"].reshape(-1)
+    assert gathered.prediction_logits.shape == ((lab != -100).sum(), 40)
+    np.testing.assert_array_equal(lab[gathered.masked_positions], lab[lab != -100])
+    np.testing.assert_allclose(gathered.prediction_logits,
+                               full.prediction_logits.reshape(-1, 40)[gathered.masked_positions], rtol=1e-13)
+    np.testing.assert_allclose(float(gathered.loss), float(full.loss), rtol=1e-13)
+    m.zero_grad()
+    m.backward()
+    for k in g_full:
+        np.testing.assert_allclose(m.grads[k], g_full[k], rtol=1e-10, atol=1e-14, err_msg=k)
+
+
+def test_padding_invariance():
+    """Appending padding (masked) leaves every output at the real tokens unchanged."""
+    c = small_config()
+    m = randomize(ma.AlbertForPreTraining(c, dtype="float64").eval(), 0)
+    ids, tt, _ = make_batch(c, 2, 5, 0, pad=False)
+    base = m.forward(ids, tt, np.ones_like(ids))
+    ids_p = np.concatenate([ids, np.zeros((2, 3), np.int64)], 1)
+    tt_p = np.concatenate([tt, np.ones((2, 3), np.int64)], 1)     # padding's token type must not matter either
+    am_p = np.concatenate([np.ones_like(ids), np.zeros((2, 3), np.int64)], 1)
+    padded = m.forward(ids_p, tt_p, am_p)
+    np.testing.assert_allclose(padded.last_hidden_state[:, :5], base.last_hidden_state, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(padded.prediction_logits[:, :5], base.prediction_logits, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(padded.sop_logits, base.sop_logits, rtol=1e-12, atol=1e-13)
+
+
+def test_batch_invariance():
+    """A row's outputs do not depend on the other rows of its batch."""
+    c = small_config()
+    m = randomize(ma.AlbertForSequenceClassification(c, dtype="float64").eval(), 0)
+    ids, tt, am = make_batch(c, 3, 5, 4)
+    full = m.forward(ids, tt, am)
+    for b in range(3):
+        one = m.forward(ids[b:b + 1], tt[b:b + 1], am[b:b + 1])
+        np.testing.assert_allclose(one.logits[0], full.logits[b], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(one.last_hidden_state[0], full.last_hidden_state[b], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("L, G, inner", [(4, 1, 1), (5, 2, 2)])
+def test_shared_gradient_is_the_sum_over_depths(L, G, inner):
+    """All-shared gradient == sum of the per-depth gradients of an unshared twin holding
+    the same weights in every depth (and the outputs are identical)."""
+    c = small_config(num_hidden_layers=L, num_hidden_groups=G, inner_group_num=inner)
+    shared = randomize(ma.AlbertForPreTraining(c, dtype="float64").eval(), 5)
+    twin_cfg = c.replace(sharing="none")
+    twin = ma.AlbertForPreTraining(twin_cfg, dtype="float64").eval()
+    for k in twin.params:
+        if k.startswith("encoder.attention.") or k.startswith("encoder.ffn."):
+            kind, blk, rest = k.split(".", 3)[1:]
+            i, j = divmod(int(blk), inner)                      # unshared block = application (i, j)
+            src = c.attention_block_of(i, j) if kind == "attention" else c.ffn_block_of(i, j)
+            twin.params[k][...] = shared.params[f"encoder.{kind}.{src}.{rest}"]
+        else:
+            twin.params[k][...] = shared.params[k]
+    ids, tt, am = make_batch(c, 2, 6, 2)
+    kw = labels_for(ma.AlbertForPreTraining, c, 2, 6, 2)
+    o1, o2 = shared.forward(ids, tt, am, **kw), twin.forward(ids, tt, am, **kw)
+    assert float(o1.loss) == float(o2.loss)
+    shared.zero_grad(); shared.backward()
+    twin.zero_grad(); twin.backward()
+    summed = {k: np.zeros_like(v) for k, v in shared.grads.items()}
+    for k, g in twin.grads.items():
+        if k.startswith("encoder.attention.") or k.startswith("encoder.ffn."):
+            kind, blk, rest = k.split(".", 3)[1:]
+            i, j = divmod(int(blk), inner)
+            src = c.attention_block_of(i, j) if kind == "attention" else c.ffn_block_of(i, j)
+            summed[f"encoder.{kind}.{src}.{rest}"] += g
+        else:
+            summed[k] += g
+    for k in shared.grads:
+        np.testing.assert_allclose(shared.grads[k], summed[k], rtol=1e-12, atol=1e-15, err_msg=k)
+    # and the sum is not a single depth's gradient: each depth contributes
+    d0 = twin.grads["encoder.ffn.0.ffn.weight"]
+    assert np.abs(shared.grads[f"encoder.ffn.{c.ffn_block_of(0, 0)}.ffn.weight"] - d0).max() > 1e-6
+
+
+def test_dropout_train_vs_eval():
+    c = small_config(hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3, classifier_dropout_prob=0.3)
+    m = ma.AlbertForPreTraining(c, seed=1)
+    ids, tt, am = make_batch(c, 2, 5, 0)
+    m.eval()
+    e1, e2 = m.forward(ids, tt, am), m.forward(ids, tt, am)
+    np.testing.assert_array_equal(e1.prediction_logits, e2.prediction_logits)
+    m.train()
+    m.rng = backend.Random(7)
+    t1 = m.forward(ids, tt, am).prediction_logits
+    t2 = m.forward(ids, tt, am).prediction_logits
+    assert np.abs(t1 - e1.prediction_logits).max() > 1e-3 and np.abs(t1 - t2).max() > 1e-3
+    m.rng = backend.Random(7)                                    # same stream -> same masks
+    np.testing.assert_array_equal(m.forward(ids, tt, am).prediction_logits, t1)
+
+
+def test_dropout_gradient_with_fixed_masks():
+    """In training mode the backward uses the forward's masks: check it with the stream reseeded
+    before every forward, so the numerical differences see the same masks."""
+    c = small_config(hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2, classifier_dropout_prob=0.2,
+                     num_hidden_layers=2)
+    m = randomize(ma.AlbertForPreTraining(c, dtype="float64"), 0).train()
+    orig_forward = m.forward
+
+    def forward(**kw):
+        m.rng = backend.Random(11)
+        return orig_forward(**kw)
+    m.forward = forward
+    check_model_gradients(m, inputs_for(ma.AlbertForPreTraining, c, 2, 4, 0),
+                          labels_for(ma.AlbertForPreTraining, c, 2, 4, 0), seed=1, n_elems=2)
+
+
+def test_inputs_are_not_mutated():
+    c = small_config()
+    m = ma.AlbertForPreTraining(c, dtype="float64")
+    ids, tt, am = make_batch(c, 2, 5, 0)
+    kw = labels_for(ma.AlbertForPreTraining, c, 2, 5, 0)
+    copies = [a.copy() for a in (ids, tt, am, kw["labels"], kw["sentence_order_label"])]
+    out = m.forward(ids, tt, am, **kw)
+    go = upstream(out, np.random.default_rng(0))
+    go_copy = {k: np.copy(v) for k, v in go.items()}
+    m.backward(go)
+    for a, b in zip((ids, tt, am, kw["labels"], kw["sentence_order_label"]), copies):
+        np.testing.assert_array_equal(a, b)
+    for k in go:
+        np.testing.assert_array_equal(go[k], go_copy[k])
+
+
+def test_padding_row_gets_no_lookup_gradient_but_the_decoder_gradient():
+    """padding_idx: the lookup adds nothing to row 0; the tied decoder does (spec §3; the
+    exact value is pinned against HF in test_hf_parity.py)."""
+    c = small_config()
+    ids, tt, am = make_batch(c, 2, 5, 0)
+    ids[:, -1] = 0                                               # pad ids present in the batch
+    enc = randomize(ma.AlbertModel(c, dtype="float64").eval(), 0)
+    out = enc.forward(ids, tt, am)
+    enc.backward({"last_hidden_state": np.random.default_rng(0).standard_normal(out.last_hidden_state.shape)})
+    dword = enc.grads["embeddings.word_embeddings.weight"]
+    assert np.all(dword[0] == 0) and np.all(dword[ids[0, 0]] != 0)
+    mlm = randomize(ma.AlbertForMaskedLM(c, dtype="float64").eval(), 0)
+    mlm.forward(ids, tt, am, labels=np.full((2, 5), 4))
+    mlm.backward()
+    assert np.all(mlm.grads["embeddings.word_embeddings.weight"][0] != 0)
+
+
+def test_model_device_round_trip_cpu():
+    m = ma.AlbertForPreTraining(small_config())
+    before = {k: v.copy() for k, v in m.params.items()}
+    m.to("cpu")
+    assert all(np.array_equal(before[k], m.params[k]) for k in before)
+    with pytest.raises(ValueError, match="device"):
+        m.to("tpu")
+
+
+@pytest.mark.gpu
+def test_model_gpu_matches_cpu():
+    if not backend.gpu_available():
+        pytest.skip("no CUDA GPU")
+    c = small_config(vocab_size=50)
+    m = ma.AlbertForPreTraining(c, seed=0)
+    ids, tt, am = make_batch(c, 2, 6, 0)
+    kw = labels_for(ma.AlbertForPreTraining, c, 2, 6, 0)
+    m.eval()
+    cpu = m.forward(ids, tt, am, **kw)
+    m.zero_grad()
+    m.backward()
+    g_cpu = {k: v.copy() for k, v in m.grads.items()}
+    m.to("gpu")
+    assert all(backend.device_of(v) == "gpu" for v in list(m.params.values()) + list(m.grads.values()))
+    gpu = m.forward(ids, tt, am, **kw)          # NumPy inputs are moved to the model's device
+    m.zero_grad()
+    m.backward()
+    np.testing.assert_allclose(float(gpu.loss), float(cpu.loss), rtol=1e-5)
+    for k in g_cpu:
+        np.testing.assert_allclose(backend.to_numpy(m.grads[k]), g_cpu[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    m.to("cpu")
+    assert all(backend.device_of(v) == "cpu" for v in m.params.values())
+    np.testing.assert_allclose(float(m.forward(ids, tt, am, **kw).loss), float(cpu.loss), rtol=1e-6)
+
+
+def test_heads_cover_count_parameters_names():
+    assert set(CLASSES) | {"encoder"} == set(HEADS)
