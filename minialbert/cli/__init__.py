@@ -11,6 +11,8 @@ import sys
 
 # module name (inside minialbert.cli) for each subcommand group, in help order
 COMMANDS = [
+    "tokenizer",
+    "data",
 ]
 
 
