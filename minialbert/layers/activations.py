@@ -1,6 +1,6 @@
 """Element-wise activations: GELU (ALBERT's tanh form and the exact erf form) and tanh.
 
-Derivations: docs/layers/gelu.md, docs/layers/tanh.md
+Derivations: [docs/layers/gelu.md](../layers/gelu.md), [docs/layers/tanh.md](../layers/tanh.md)
 """
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def tanh_forward(x):
 
 
 def tanh_backward(dy, cache):
+    """Inputs: dy; cache = y = tanh(x). Returns: dx = dy (1 - y^2), shaped like dy."""
     y = cache
     # y = tanh(x)  ->  dy/dx = 1 - y^2
     return dy * (1.0 - y * y)

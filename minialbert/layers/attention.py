@@ -2,7 +2,7 @@
 
 Letters: B batch, T sequence, H hidden, NH heads, HS = H // NH head size.
 Parameters (HF names inside ``attention.``): query/key/value/dense .weight (H, H), .bias (H,).
-Derivation: docs/layers/attention.md
+Derivation: [docs/layers/attention.md](../layers/attention.md)
 """
 from __future__ import annotations
 

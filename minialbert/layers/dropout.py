@@ -1,6 +1,6 @@
 """Inverted dropout: zero with probability p, scale survivors by 1/(1-p).
 
-Derivation: docs/layers/dropout.md
+Derivation: [docs/layers/dropout.md](../layers/dropout.md)
 """
 from __future__ import annotations
 
@@ -21,5 +21,7 @@ def dropout_forward(x, p, rng=None, training=True):
 
 
 def dropout_backward(dy, cache):
+    """Inputs: dy shaped like x; cache, the mask from dropout_forward (None: identity).
+    Returns: dx = dy * mask (dy itself when dropout was the identity)."""
     mask = cache
     return dy if mask is None else dy * mask

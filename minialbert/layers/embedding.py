@@ -1,6 +1,6 @@
 """Embedding lookup ``e = W[ids]`` and its scatter-add backward.
 
-Derivation: docs/layers/embedding.md
+Derivation: [docs/layers/embedding.md](../layers/embedding.md)
 """
 from __future__ import annotations
 

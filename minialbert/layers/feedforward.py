@@ -2,7 +2,7 @@
 
 Parameters (HF names inside an AlbertLayer): ffn.weight (I, H), ffn.bias (I,),
 ffn_output.weight (H, I), ffn_output.bias (H,).
-Derivation: docs/layers/feedforward.md
+Derivation: [docs/layers/feedforward.md](../layers/feedforward.md)
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """LayerNorm over the last axis: biased variance, eps inside the square root.
 
-Derivation: docs/layers/layernorm.md
+Derivation: [docs/layers/layernorm.md](../layers/layernorm.md)
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Linear layer ``y = x @ W.T + b`` with HuggingFace/PyTorch weight layout ``W: (out, in)``.
 
-Derivation: docs/layers/linear.md
+Derivation: [docs/layers/linear.md](../layers/linear.md)
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 cross-entropy with logits (HF's multi-label head). Each returns a 0-d array on the
 input's device; its backward takes the upstream scalar gradient (1.0 for the loss).
 
-Derivation: docs/layers/cross_entropy.md
+Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md)
 """
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ def mse_forward(pred, target):
 
 
 def mse_backward(dloss, cache):
+    """Inputs: dloss, the upstream scalar. Returns: dpred = 2 (pred - target) dloss / M,
+    shaped like pred (M = pred.size)."""
     (diff,) = cache
     return diff * (2.0 * dloss / diff.size)
 
@@ -75,6 +77,8 @@ def bce_with_logits_forward(logits, targets):
 
 
 def bce_with_logits_backward(dloss, cache):
+    """Inputs: dloss, the upstream scalar. Returns: dlogits = (sigmoid(logits) - targets)
+    dloss / M, shaped like logits (M = logits.size)."""
     logits, t = cache
     xp = get_array_module(logits)
     sig = 1.0 / (1.0 + xp.exp(-logits))

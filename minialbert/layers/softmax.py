@@ -1,6 +1,6 @@
 """Softmax over the last axis, stable for any finite logits.
 
-Derivation: docs/layers/softmax.md
+Derivation: [docs/layers/softmax.md](../layers/softmax.md)
 """
 from __future__ import annotations
 
