@@ -321,6 +321,18 @@ def test_masked_keys_get_exactly_zero_attention(xp, dtype, B, T, NH, HS, seed):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=10 * np.finfo(dtype).eps * T)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fully_padded_sequence_stays_finite(xp, dtype):
+    # every key padded: all scores equal finfo.min, softmax is uniform, nothing is NaN
+    r = np.random.default_rng(3)
+    x = uniform(xp, r, (2, 3, 4), dtype=dtype)
+    p = {k: v.astype(dtype) for k, v in attention_params(xp, r, 4).items()}
+    keep = xp.asarray(np.array([[0, 0, 0], [1, 1, 0]]))
+    out, probs, _ = attention_forward(x, p, 2, make_attention_mask(keep, dtype), return_probs=True)
+    assert np.isfinite(to_numpy(out)).all()
+    np.testing.assert_allclose(to_numpy(probs[0]), 1.0 / 3.0, rtol=1e-6)
+
+
 @prop
 @given(B=st.integers(1, 3), T=st.integers(2, 5), NH=size, HS=size, seed=seeds)
 def test_right_padding_does_not_change_real_tokens(xp, B, T, NH, HS, seed):
@@ -603,6 +615,11 @@ def test_attention_bad_input(xp):
         attention_forward(x, p, NH, xp.zeros((B, 1, 1, T + 1)))
     with pytest.raises(ValueError, match=r"mask_add with shape \(3, 1, 1, 3\)"):
         attention_forward(x, p, NH, xp.zeros((B + 1, 1, 1, T)))
+    with pytest.raises(ValueError, match=r"mask_add must be a float array no wider than x \(float32\), got float64"):
+        attention_forward(x.astype(np.float32), {k: v.astype(np.float32) for k, v in p.items()}, NH,
+                          make_attention_mask(xp.ones((B, T)), np.float64))
+    with pytest.raises(ValueError, match=r"mask_add must be a float array.*got int64"):
+        attention_forward(x, p, NH, xp.zeros((B, 1, 1, T), dtype=np.int64))
     with pytest.raises(ValueError, match=r"attention parameters lack 'value.bias'"):
         attention_forward(x, {k: v for k, v in p.items() if k != "value.bias"}, NH)
     with pytest.raises(ValueError, match=r"attention query.weight must have shape \(4, 4\).*\(4, 3\)"):

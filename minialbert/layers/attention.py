@@ -61,6 +61,10 @@ def attention_forward(x, p, num_heads, mask_add=None, dropout_p=0.0, rng=None,
     HS = H // NH
     if mask_add is not None:
         check_broadcastable("mask_add", mask_add, (B, NH, T, T))
+        # a float64 mask's finfo.min becomes -inf in float32 scores: a fully padded row is NaN
+        if mask_add.dtype.kind != "f" or mask_add.dtype.itemsize > x.dtype.itemsize:
+            raise ValueError(f"mask_add must be a float array no wider than x ({x.dtype}), got "
+                             f"{mask_add.dtype}: use make_attention_mask(attention_mask, dtype=x.dtype)")
 
     q, cq = linear_forward(x, p["query.weight"], p["query.bias"])   # (B, T, H)
     k, ck = linear_forward(x, p["key.weight"], p["key.bias"])       # (B, T, H)
