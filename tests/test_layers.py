@@ -656,3 +656,5 @@ def test_loss_bad_input(xp):
         mse_forward(xp.zeros((2, 3)), xp.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"targets must have shape \(2, 3\).*\(2,\)"):
         bce_with_logits_forward(xp.zeros((2, 3)), xp.zeros(2))
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 1\], got values in \[0.0, 2.0\]"):
+        bce_with_logits_forward(xp.zeros((2, 3)), xp.asarray(np.array([[0, 1, 2], [1, 1, 0]])))

@@ -69,6 +69,10 @@ def bce_with_logits_forward(logits, targets):
     check_float("logits", logits)
     if tuple(logits.shape) != tuple(targets.shape):
         raise ValueError(f"targets must have shape {tuple(logits.shape)} like logits, got {tuple(targets.shape)}")
+    if targets.size:
+        lo, hi = float(targets.min()), float(targets.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"targets must lie in [0, 1], got values in [{lo}, {hi}]")
     xp = get_array_module(logits)
     t = targets.astype(logits.dtype, copy=False)
     # log(1 + exp(-|z|)) form: stable for large |z|
