@@ -15,9 +15,10 @@ and NumPy version.
 
 1. ``inspect.cleandoc``, then split into paragraphs at blank lines; a paragraph always
    ends a sentence.
-2. Drop paragraphs that hold a doctest (a line starting ``>>>``) and reST
-   directives/underlines (lines made only of ``-=~^*#+`` or starting ``..``).
-3. Join a paragraph's lines with single spaces.
+2. Drop paragraphs that hold a doctest (a line starting ``>>>``), reST directive lines
+   (starting ``..``) and section titles (a line followed by an underline made only of
+   ``-=~^*#+``); such a line also cuts the paragraph in two.
+3. Join the lines of each piece with single spaces.
 4. Split after ``.``, ``!`` or ``?`` when whitespace and then an upper-case letter, a
    digit, a quote or an opening bracket follow (so "e.g. foo" and "3.14" stay whole).
 5. Keep sentences with at least 3 letters; drop documents left with no sentence.
@@ -52,13 +53,22 @@ def split_sentences(text: str) -> list[str]:
         lines = para.splitlines()
         if any(l.lstrip().startswith(">>>") for l in lines):
             continue
-        lines = [l for l in lines if not _UNDERLINE.match(l) and not l.lstrip().startswith("..")]
-        joined = " ".join(" ".join(lines).split())
-        if not joined:
-            continue
-        for s in _SENT_END.split(joined):
-            if len(_LETTERS.findall(s)) >= 3:
-                out.append(s)
+        # a section title is the line above an underline: drop both, and cut the paragraph there
+        blocks, cur = [], []
+        for j, line in enumerate(lines):
+            if _UNDERLINE.match(line) or line.lstrip().startswith(".."):
+                if cur and _UNDERLINE.match(line):
+                    cur.pop()
+                blocks.append(cur)
+                cur = []
+            else:
+                cur.append(line)
+        blocks.append(cur)
+        for block in blocks:
+            joined = " ".join(" ".join(block).split())
+            for s in _SENT_END.split(joined) if joined else ():
+                if len(_LETTERS.findall(s)) >= 3:
+                    out.append(s)
     return out
 
 
@@ -151,7 +161,7 @@ def load_default_corpus(include_numpy: bool = True, cache: bool = True) -> list[
         except ImportError:  # pragma: no cover
             pass
     cache_file = Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert")) / \
-        f"default-corpus-v1-{hashlib.sha256((key + sysconfig.get_paths()['stdlib']).encode()).hexdigest()[:16]}.json"
+        f"default-corpus-v2-{hashlib.sha256((key + sysconfig.get_paths()['stdlib']).encode()).hexdigest()[:16]}.json"
     if cache and cache_file.is_file():
         try:
             return json.loads(cache_file.read_text(encoding="utf-8"))

@@ -12,7 +12,8 @@ Deviations, each on purpose (see ``docs/data/pretraining.md``):
   inside the SOP task. Docstring corpora have many one-sentence documents, so this would
   turn a large share of "swapped" labels into "random document" labels. By default we
   instead split that sentence at a random token boundary into A and B and carry on
-  with the task (SOP: swap with p=0.5). ``one_sentence_random_b=True`` is the reference.
+  with the task (SOP: swap with p=0.5; a one-token sentence alone is skipped), so every
+  SOP pair comes from one document. ``one_sentence_random_b=True`` is the reference.
 * A word never continues across ``[SEP]``: the piece after a special token starts a new
   word (the reference would glue a non-▁ piece at the start of B to A's last word).
 * ``sentence_task="none"`` examples carry ``sentence_order_label = -100`` (ignored by
@@ -223,8 +224,13 @@ def _instances_from_document(docs, di, max_seq_length, short_seq_prob, sentence_
                 a_end = int(rng.integers(1, len(chunk)))      # randint(1, len-1) inclusive
                 a = [t for s in chunk[:a_end] for t in s]
                 rest = chunk[a_end:]
-            elif one_sentence_random_b or len(chunk[0]) < 2:
+            elif one_sentence_random_b:
                 a_end, a, rest = 1, list(chunk[0]), []
+            elif len(chunk[0]) < 2:
+                # a one-token sentence cannot be split: skip it rather than pair it at random
+                chunk, length = [], 0
+                i += 1
+                continue
             else:
                 # our default: split the lone sentence at a random token boundary
                 cut = int(rng.integers(1, len(chunk[0])))
