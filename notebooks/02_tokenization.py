@@ -155,14 +155,20 @@ plt.show()
 # `Tokenizer.encode` where that rule does not apply.
 
 # %%
+def agree(a, b):
+    """Same segmentation, or the same pieces in another order: an exact tie in log-probability
+    that float rounding of the running sums breaks differently (e.g. '=' and '=====...')."""
+    return a == b or sorted(a) == sorted(b)
+
+
 t0 = time.perf_counter()
 mismatch, digit_comma = [], 0
 for s in heldout[:N_CHECK]:
     pre = tok.preprocess(s)
     mine = viterbi(sp.normalize(pre))
-    if mine != sp.encode(pre):
+    if not agree(mine, sp.encode(pre)):
         mismatch.append(s)
-    if mine != tok.encode(s):
+    if not agree(mine, tok.encode(s)):
         assert re.search(r"\d,", pre), s                # only the digit-comma rule differs
         digit_comma += 1
 print(f"{N_CHECK} held-out sentences: {len(mismatch)} differ from SentencePiece; "
