@@ -204,7 +204,7 @@ def test_gradients_of_every_head_float64(head):
     check_model_gradients(m, inputs_for(cls, c, B, T, 2), labels_for(cls, c, B, T, 2), seed=3, n_elems=2)
 
 
-@settings(max_examples=8)
+@settings(max_examples=20)
 @given(L=st.integers(1, 3), G=st.integers(1, 3), inner=st.integers(1, 2), NH=st.integers(1, 2),
        HS=st.integers(1, 3), E=st.integers(2, 5), B=st.integers(1, 3), T=st.integers(1, 5),
        sharing=st.sampled_from(["all", "attention", "ffn", "none"]), act=st.sampled_from(["gelu_new", "gelu"]),
@@ -352,6 +352,35 @@ def test_shared_gradient_is_the_sum_over_depths(L, G, inner):
     # and the sum is not a single depth's gradient: each depth contributes
     d0 = twin.grads["encoder.ffn.0.ffn.weight"]
     assert np.abs(shared.grads[f"encoder.ffn.{c.ffn_block_of(0, 0)}.ffn.weight"] - d0).max() > 1e-6
+
+
+def test_sharing_none_equals_hf_with_one_group_per_layer(tmp_path):
+    """sharing="none" is HF's num_hidden_groups = L: saved, loaded by transformers, same loss
+    and gradients (float64)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    c = small_config(num_hidden_layers=3, inner_group_num=2, sharing="none", num_labels=2)
+    ours = randomize(ma.AlbertForPreTraining(c, dtype="float64").eval(), 0)
+    assert ours.config.num_hidden_groups == 1 and ours.config.num_attention_blocks == 6
+    ours.save_pretrained(tmp_path)
+    hf = transformers.AlbertForPreTraining.from_pretrained(tmp_path, attn_implementation="eager",
+                                                           dtype=torch.float64).eval()
+    assert hf.config.num_hidden_groups == 3
+    ids, tt, am = make_batch(c, 2, 5, 0)
+    kw = labels_for(ma.AlbertForPreTraining, c, 2, 5, 0)
+    ref = hf(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(tt), attention_mask=torch.tensor(am),
+             **{k: torch.tensor(v) for k, v in kw.items()})
+    ref.loss.backward()
+    out = ours.forward(ids, tt, am, **kw)
+    ours.zero_grad()
+    ours.backward()
+    assert abs(float(out.loss) - ref.loss.item()) <= 1e-12 * abs(ref.loss.item())
+    grads = ma.to_hf_state_dict(ours, grads=True)
+    gmax = max(float(p.grad.norm()) for p in hf.parameters())
+    for name, p in hf.named_parameters():
+        err = np.linalg.norm(grads[name] - p.grad.numpy())
+        # relative, with a floor of 1e-4 of the largest gradient for the analytically zero key bias
+        assert err <= 1e-9 * max(np.linalg.norm(p.grad.numpy()), 1e-4 * gmax), name
 
 
 def test_dropout_train_vs_eval():
