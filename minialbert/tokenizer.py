@@ -144,6 +144,13 @@ class Tokenizer:
         self._digit_comma = {i for i, p in enumerate(self._pieces)
                              if len(p) > 1 and p[-1] == "," and p[-2].isdigit()}
 
+    def __getstate__(self):
+        # the SentencePiece processor itself is rebuilt from the model bytes
+        return {"model_proto": self.model_proto, "lowercase": self.lowercase}
+
+    def __setstate__(self, state):
+        self.__init__(state["model_proto"], lowercase=state["lowercase"])
+
     # -- training ---------------------------------------------------------------------
     @classmethod
     def train(cls, texts, vocab_size: int, output=None, lowercase: bool = True,

@@ -66,6 +66,12 @@ def test_training_is_deterministic_and_saves(tok, corpus, tmp_path):
     assert Tokenizer(tmp_path / "small.model").content_hash == out.content_hash
 
 
+def test_pickles(tok):
+    import pickle
+    again = pickle.loads(pickle.dumps(tok))
+    assert again.content_hash == tok.content_hash and again.encode(UNICODE_LINES[0]) == tok.encode(UNICODE_LINES[0])
+
+
 def test_cased_model_is_detected(corpus):
     cased = Tokenizer.train(corpus[:100], 400, lowercase=False)
     assert not cased.lowercase

@@ -146,8 +146,8 @@ def load_default_corpus(include_numpy: bool = True, cache: bool = True) -> list[
     Inputs:
     - include_numpy: also read NumPy's docstrings (if NumPy is importable).
     - cache: keep the extracted corpus in ``$MINIALBERT_CACHE`` (default
-      ``~/.cache/minialbert``) as JSON, keyed by the Python and NumPy versions; reading
-      it back is faster than parsing the sources again.
+      ``~/.cache/minialbert``) as JSON, keyed by the Python and NumPy versions and this
+      module's source; reading it back is faster than parsing the sources again.
 
     Returns: list of documents, each a list of sentence strings (about 2-4 MB of text).
     """
@@ -160,8 +160,10 @@ def load_default_corpus(include_numpy: bool = True, cache: bool = True) -> list[
             key += f"-np{numpy.__version__}"
         except ImportError:  # pragma: no cover
             pass
+    # the key also covers this file, so a change to the extraction rules invalidates the cache
+    key += sysconfig.get_paths()["stdlib"] + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     cache_file = Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert")) / \
-        f"default-corpus-v2-{hashlib.sha256((key + sysconfig.get_paths()['stdlib']).encode()).hexdigest()[:16]}.json"
+        f"default-corpus-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if cache and cache_file.is_file():
         try:
             return json.loads(cache_file.read_text(encoding="utf-8"))
