@@ -1,10 +1,11 @@
 """Tokenizer: ALBERT ids and normalisation, HF AlbertTokenizer parity, round trips, bad input."""
 import io
 import string
+import unicodedata
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minialbert import Tokenizer
@@ -222,3 +223,32 @@ def test_ids_equal_hf_albert_tokenizer(tok, corpus):
     for k in ("input_ids", "token_type_ids", "attention_mask"):
         assert ours[k] == theirs[k], k
     assert hf.convert_ids_to_tokens(list(range(5))) == ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@pytest.fixture(scope="module")
+def hf_tok(tok):
+    return hf_albert_tokenizer(tok)
+
+
+# Three documented differences with HF 5 (we follow the reference preprocess_text):
+# 1. Python's str.split() splits on control characters such as \x0b, \x0c, \x1c-\x1f first;
+#    HF runs the model's normaliser first, which deletes them ("0\x0b0": "0 0" vs "00").
+# 2. We drop marks with a non-zero combining class (unicodedata.combining); HF's StripAccents
+#    drops every category-Mn character, including the few with class 0 (e.g. U+1112E).
+# 3. HF matches special-token strings such as "<pad>" or "[MASK]" in raw text; SentencePiece
+#    and the reference do not.
+# They are left out of the generated text; in 3000 random strings nothing else differed
+# except exact ties.
+_NO_SEPARATORS = st.one_of(st.characters(blacklist_categories=("Cs", "Cc")), st.sampled_from("\t\n\r"))
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=_NO_SEPARATORS, max_size=40))
+def test_ids_equal_hf_on_random_unicode(tok, hf_tok, text):
+    if any(s in text for s in ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")) or \
+            any(unicodedata.category(c) == "Mn" and not unicodedata.combining(c) for c in text):
+        return
+    ours, theirs = tok.encode(text), hf_tok(text, add_special_tokens=False)["input_ids"]
+    # an exact tie (the same pieces in another order, e.g. "0000000" as 00 00 0 00 or
+    # 0 00 00 00) is broken differently by the two Viterbi implementations
+    assert ours == theirs or sorted(ours) == sorted(theirs), (ours, theirs)
