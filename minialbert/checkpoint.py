@@ -19,7 +19,7 @@ fall back to. :func:`load_checkpoint` recomputes every hash and raises
 Exact: arrays are stored with their dtype and bytes (safetensors; inside JSON as
 ``{"__ndarray__": [...], "dtype", "shape"}``, exact because Python writes floats with
 round-trip precision); NumPy ``bit_generator.state`` dicts are plain JSON.
-Design notes: docs/training/checkpoints.md
+Design notes: [docs/training/checkpoints.md](../training/checkpoints.md)
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 

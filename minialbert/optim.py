@@ -50,7 +50,7 @@ clipping (:func:`clip_grad_norm`) is ``tf.clip_by_global_norm``. Optimiser state
 (``m``, ``v``) lives on the parameters' device and is created there on the first step;
 :meth:`state_dict` hands out NumPy copies for checkpoints and :meth:`load_state_dict`
 accepts them back (they move to the parameters' device on the next step).
-Derivations and the layer-wise decay rule: docs/training/optimizers.md
+Derivations and the layer-wise decay rule: [docs/training/optimizers.md](../training/optimizers.md)
 """
 from __future__ import annotations
 
