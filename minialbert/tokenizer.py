@@ -46,6 +46,15 @@ def preprocess_text(text: str, lowercase: bool = True) -> str:
     marks, lower-case if ``lowercase``. ASCII text takes a fast path (NFKD is the
     identity on it).
     """
+    if not isinstance(text, str):
+        raise ValueError(f"text: expected a str, got {type(text).__name__}"
+                         + (" (decode bytes with .decode('utf-8') first)" if isinstance(text, bytes) else ""))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates, e.g. from errors="surrogateescape"
+            raise ValueError(f"text: undecodable character {text[e.start]!r} at index {e.start} "
+                             f"(a lone surrogate; the text was not valid UTF-8)") from None
     text = " ".join(text.split())
     if "``" in text or "''" in text:
         text = text.replace("``", '"').replace("''", '"')

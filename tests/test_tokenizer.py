@@ -149,6 +149,15 @@ def test_bad_training_input(corpus):
         Tokenizer.train(corpus, 10)
 
 
+def test_undecodable_text(tok):
+    with pytest.raises(ValueError, match="surrogate"):
+        tok.encode("ok \udcff not ok")
+    with pytest.raises(ValueError, match="surrogate"):
+        Tokenizer.train(["fine text here"] * 30 + ["bad \ud800"], 30)
+    with pytest.raises(ValueError, match="decode"):
+        tok.encode(b"bytes")
+
+
 def test_bad_model_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         Tokenizer(tmp_path / "missing.model")
