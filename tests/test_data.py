@@ -137,6 +137,19 @@ def test_whole_words_are_masked_together():
         assert len(pos) <= 18                                   # budget round(0.15 * 121) = 18
 
 
+def test_a_word_never_continues_across_sep():
+    # [CLS] w c [SEP] c w [SEP]: the "c" after [SEP] starts its own word (the reference would
+    # glue it to "w c" before [SEP]). Budget round(0.15 * 7) = 1 fits only one-piece words.
+    fake = FakeTokenizer(continuation=[600])
+    ids = np.array([CLS, 500, 600, SEP, 600, 501, SEP], dtype=np.int32)
+    seen = set()
+    for seed in range(200):
+        _, pos, _ = mask_tokens(ids, np.random.default_rng(seed), fake._word_start_table, fake.vocab_size,
+                                MASK, (CLS, SEP))
+        seen.update(pos.tolist())
+    assert seen == {4, 5}
+
+
 def test_replacements_80_10_10():
     fake = FakeTokenizer(vocab_size=1000)
     rng = np.random.default_rng(2)
