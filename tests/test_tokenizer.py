@@ -149,6 +149,20 @@ def test_bad_training_input(corpus):
         Tokenizer.train(corpus, 10)
 
 
+def test_digit_comma_pieces_are_resplit(corpus):
+    # the reference encode_pieces re-splits a piece ending in "<digit>," so the comma stands
+    # alone; force such pieces into a model as user-defined symbols to exercise it
+    digits = ["9 19 99 1999 29 5 and 9.5 or 19."] * 20               # so "9" exists on its own
+    t = Tokenizer.train(corpus[:100] + [digits], 400, user_defined_symbols=ALBERT_USER_SYMBOLS + ("9,", "▁19,"))
+    assert t._digit_comma == {t.piece_to_id("9,"), t.piece_to_id("▁19,")}
+    text = "in 1999, and 19, then 9, or 29,5"
+    pieces = t.tokenize(text)
+    assert not any(len(p) > 1 and p.endswith(",") and p[-2].isdigit() for p in pieces)
+    assert pieces.count(",") == 4 and t.decode(t.encode(text)) == text
+    raw = t.sp.encode(text, out_type=str)
+    assert "9," in raw or "▁19," in raw                          # SentencePiece alone keeps them
+
+
 def test_undecodable_text(tok):
     with pytest.raises(ValueError, match="surrogate"):
         tok.encode("ok \udcff not ok")
