@@ -384,7 +384,11 @@ class AlbertPreTrainedModel:
             raise ValueError(f"grad_outputs for {sorted(bad)}: the forward produced only {sorted(allowed)}")
         if "loss" in grad_outputs and tape["loss"] is None:
             raise RuntimeError("grad_outputs has 'loss' but the forward computed no loss")
-        go = dict(grad_outputs)
+        # upstream arrays in the model's dtype and on its device (a float64 NumPy array would
+        # otherwise turn the whole float32 backward into float64)
+        xp = get_array_module(*self.params.values())
+        go = {k: v if k == "loss" else xp.asarray(to_device(v, self.device), dtype=self.dtype)
+              for k, v in grad_outputs.items()}
         dseq, dpooled = self._head_backward(tape, go)
         if go.get("last_hidden_state") is not None:
             dseq = go["last_hidden_state"] if dseq is None else dseq + go["last_hidden_state"]
