@@ -19,6 +19,8 @@ HF's own float32 gradients differ from the float64 truth by up to 3.4e-5 of the 
 (measured: inner_groups config, QA head, B=4, T=8; ours: 2.6e-5), so no float32 tolerance can be
 finer than that: RTOL × FLOOR = 5e-5 of the largest gradient. A real bug is O(1) either way.
 """
+import copy
+
 import numpy as np
 import pytest
 
@@ -112,9 +114,40 @@ OUTPUT_FIELDS = {  # HF output field -> ours
 }
 
 
+def hf_run(hf, arch, inputs, labels, dtype, upstream):
+    """Forward + backward through a HF model. Returns ({field: array}, loss or None, {name: grad})."""
+    tdt = TORCH_DTYPE[dtype]
+
+    def to_t(x):
+        t = torch.tensor(x)
+        return t.to(tdt) if t.is_floating_point() else t
+    out = hf(**{k: to_t(v) for k, v in {**inputs, **labels}.items()})
+    if arch == "AlbertModel":     # no loss: backprop the random upstream gradient from both outputs
+        sum((getattr(out, k) * torch.tensor(v, dtype=tdt)).sum() for k, v in upstream.items()).backward()
+        loss = None
+    else:
+        out.loss.backward()
+        loss = out.loss.item()
+    fields = {ours: getattr(out, theirs).detach().numpy() for theirs, ours in OUTPUT_FIELDS.get(arch, [("logits", "logits")])}
+    return fields, loss, {n: p.grad.detach().numpy() for n, p in hf.named_parameters()}
+
+
 def run_parity(tmp_path, arch, cfg_kw, dtype, B=3, T=6, seed=0, hf_kw=None):
-    """Build, save, load, run both; assert parity; return the worst relative errors."""
-    hf = hf_model(arch, {**cfg_kw, **(hf_kw or {})}, dtype, seed)
+    """Build, save, load, run both; assert parity; return the worst relative errors.
+
+    float32: HF float32 and minialbert float32 each differ from the exact answer by rounding,
+    and a few gradients are ill-conditioned (e.g. qa_outputs.weight = Σ dlogits ⊗ h with
+    Σ_t dlogits = 0 subtracts nearly equal vectors; with the inner_groups config HF's own float32
+    gradient is 1.1e-4 away from the float64 answer). So a float32 quantity that misses RTOL
+    against HF float32 must be at least as close to the float64 answer (HF float64 on the same,
+    float32-representable weights) as HF float32 is, within a factor 2, and never worse than 1e-3."""
+    hf = hf_model(arch, {**cfg_kw, **(hf_kw or {})}, "float64", seed)
+    truth = None
+    if dtype == "float32":
+        with torch.no_grad():
+            for p in hf.parameters():
+                p.copy_(p.float().double())        # weights exactly representable in float32
+        truth, hf = hf, copy.deepcopy(hf).float()
     hf.save_pretrained(tmp_path)
     ours = ma.from_pretrained(tmp_path, dtype=dtype)
     assert type(ours).__name__ == arch and not ours.training
@@ -123,41 +156,37 @@ def run_parity(tmp_path, arch, cfg_kw, dtype, B=3, T=6, seed=0, hf_kw=None):
         labels["labels"] = np.random.default_rng(seed).standard_normal(B)
     if arch == "AlbertForSequenceClassification" and hf.config.problem_type == "multi_label_classification":
         labels["labels"] = (np.random.default_rng(seed).random((B, hf.config.num_labels)) < 0.5).astype(float)
-
-    def to_t(x):
-        t = torch.tensor(x)
-        return t.to(TORCH_DTYPE[dtype]) if t.is_floating_point() else t
-    hf_out = hf(**{k: to_t(v) for k, v in {**inputs, **labels}.items()})
     extra = {"full_logits": True} if arch in ("AlbertForPreTraining", "AlbertForMaskedLM") else {}
     out = ours.forward(**inputs, **labels, **extra)
-    errors = {}
-    for hf_name, our_name in OUTPUT_FIELDS.get(arch, [("logits", "logits")]):
-        errors[our_name] = rel(getattr(out, our_name), getattr(hf_out, hf_name).detach().numpy())
     rng = np.random.default_rng(seed + 1)
-    if arch == "AlbertModel":     # no loss: backprop a random upstream gradient from both outputs
-        go = {k: rng.standard_normal(getattr(out, k).shape) for k in ("last_hidden_state", "pooler_output")}
-        (sum((getattr(hf_out, k) * torch.tensor(v, dtype=TORCH_DTYPE[dtype])).sum()
-             for k, v in go.items())).backward()
+    upstream = {}
+    if arch == "AlbertModel":
+        upstream = {k: rng.standard_normal(getattr(out, k).shape) for k in ("last_hidden_state", "pooler_output")}
         ours.zero_grad()
-        ours.backward({k: v.astype(dtype) for k, v in go.items()})
+        ours.backward(upstream)
     else:
-        errors["loss"] = rel(float(out.loss), hf_out.loss.item())
-        hf_out.loss.backward()
         ours.zero_grad()
         ours.backward()
+    ref = hf_run(hf, arch, inputs, labels, dtype, upstream)
+    tru = hf_run(truth, arch, inputs, labels, "float64", upstream) if truth is not None else None
     grads = ma.to_hf_state_dict(ours, grads=True)
-    hf_params = dict(hf.named_parameters())
     # every HF parameter has a gradient on our side and vice versa (tied entries aside)
-    assert set(hf_params) == set(grads) - {"predictions.decoder.weight", "predictions.decoder.bias"}
-    worst_grad = 0.0
-    floor = FLOOR[dtype] * max(float(np.linalg.norm(p.grad.detach().numpy())) for p in hf_params.values())
-    for name, p in hf_params.items():
-        e = rel(grads[name], p.grad.detach().numpy(), floor)
-        assert e <= RTOL[dtype], f"{arch} {dtype}: gradient of {name} differs, rel {e:.2e}"
-        worst_grad = max(worst_grad, e)
-    for k, e in errors.items():
-        assert e <= RTOL[dtype], f"{arch} {dtype}: {k} differs, rel {e:.2e}"
-    errors["grad"] = worst_grad
+    assert set(ref[2]) == set(grads) - {"predictions.decoder.weight", "predictions.decoder.bias"}
+    floor = FLOOR[dtype] * max(float(np.linalg.norm(g)) for g in ref[2].values())
+    items = [(k, getattr(out, k), ref[0][k], tru[0][k] if tru else None, 0.0) for k in ref[0]]
+    if ref[1] is not None:
+        items.append(("loss", float(out.loss), ref[1], tru[1] if tru else None, 0.0))
+    items += [(f"gradient of {n}", grads[n], g, tru[2][n] if tru else None, floor) for n, g in ref[2].items()]
+    errors = {"grad": 0.0}
+    for name, mine, theirs, exact, fl in items:
+        e = rel(mine, theirs, fl)
+        if e > RTOL[dtype]:
+            assert exact is not None, f"{arch} {dtype}: {name} differs, rel {e:.2e}"
+            e_mine, e_hf = rel(mine, exact, fl), rel(theirs, exact, fl)
+            assert e_mine <= max(RTOL[dtype], 2 * e_hf) and e_mine <= 1e-3, \
+                f"{arch} {dtype}: {name} differs from HF by {e:.2e}; from float64 by {e_mine:.2e} (HF: {e_hf:.2e})"
+        key = "grad" if name.startswith("gradient") else name
+        errors[key] = max(errors.get(key, 0.0), e)
     return errors
 
 
