@@ -485,3 +485,21 @@ def test_model_gpu_matches_cpu():
 
 def test_heads_cover_count_parameters_names():
     assert set(CLASSES) | {"encoder"} == set(HEADS)
+
+
+@pytest.mark.parametrize("sharing", ["ffn", "attention", "all"])
+def test_save_and_load_round_trip(tmp_path, sharing):
+    """save_pretrained -> from_pretrained gives the same class, config and tensors; sharing modes
+    HF cannot express are written with minialbert's own names."""
+    c = small_config(sharing=sharing, num_hidden_layers=3, num_hidden_groups=2)
+    m = randomize(ma.AlbertForSequenceClassification(c, dtype="float64"), 0)
+    m.save_pretrained(tmp_path)
+    back = ma.from_pretrained(tmp_path, dtype="float64")
+    assert type(back) is ma.AlbertForSequenceClassification and back.config == c and not back.training
+    assert back.param_names() == m.param_names()
+    for k in m.params:
+        np.testing.assert_array_equal(back.params[k], m.params[k])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]  # no temp files left
+    if sharing != "all":
+        with pytest.raises(ValueError, match="HuggingFace"):
+            ma.to_hf_state_dict(m)
