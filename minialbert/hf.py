@@ -177,10 +177,10 @@ def from_pretrained(path, dtype="float32", model_class=None, **config_overrides)
     cls = model_class or MODEL_CLASSES.get(arch, AlbertModel)
     model = cls(config, seed=0, dtype=dtype)
     state = _read_safetensors(st_file)
+    strict_head = model_class is None and arch in MODEL_CLASSES
     if any(k.startswith(NATIVE_PREFIX) for k in state):
-        missing, unexpected = _load_native(model, state)
+        missing, unexpected = _load_native(model, state, strict_head)
     else:
-        strict_head = model_class is None and arch in MODEL_CLASSES
         missing, unexpected = load_hf_state_dict(model, state, strict_head=strict_head)
     if missing:
         warnings.warn(f"{cls.__name__}: newly initialised (not in the checkpoint): {missing}", stacklevel=2)
@@ -188,17 +188,24 @@ def from_pretrained(path, dtype="float32", model_class=None, **config_overrides)
     return model.eval()
 
 
-def _load_native(model, state):
+def _load_native(model, state, strict_head=True):
+    """Load minialbert-named tensors (sharing modes HF cannot express); same rules as
+    :func:`load_hf_state_dict`."""
     n = len(NATIVE_PREFIX)
     have = {k[n:]: v for k, v in state.items() if k.startswith(NATIVE_PREFIX)}
+    missing = []
     for k, v in model.params.items():
         if k not in have:
-            raise ValueError(f"checkpoint lacks {NATIVE_PREFIX + k!r}")
+            if strict_head or k.startswith(("embeddings.", "encoder.", "pooler.")):
+                raise ValueError(f"checkpoint lacks {NATIVE_PREFIX + k!r} (shape {tuple(v.shape)}) "
+                                 f"needed by {type(model).__name__}")
+            missing.append(k)
+            continue
         if tuple(have[k].shape) != tuple(v.shape):
             raise ValueError(f"checkpoint tensor {NATIVE_PREFIX + k!r} has shape {tuple(have[k].shape)}, "
                              f"but the config implies {tuple(v.shape)}")
         model.params[k] = to_device(np.asarray(have[k]).astype(model.dtype), model.device)
-    return [], sorted(set(have) - set(model.params))
+    return missing, sorted(set(have) - set(model.params))
 
 
 def save_pretrained(model, path) -> str:

@@ -503,3 +503,9 @@ def test_save_and_load_round_trip(tmp_path, sharing):
     if sharing != "all":
         with pytest.raises(ValueError, match="HuggingFace"):
             ma.to_hf_state_dict(m)
+    # fine-tuning start: another head from the same checkpoint keeps its fresh init
+    with pytest.warns(UserWarning, match="qa_outputs"):
+        qa = ma.from_pretrained(tmp_path, dtype="float64", model_class=ma.AlbertForQuestionAnswering,
+                                num_labels=2)
+    assert sorted(qa.missing_keys) == ["qa_outputs.bias", "qa_outputs.weight"]
+    np.testing.assert_array_equal(qa.params["encoder.ffn.0.ffn.weight"], m.params["encoder.ffn.0.ffn.weight"])
