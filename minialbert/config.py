@@ -265,11 +265,11 @@ PRESETS = {
     "tiny": dict(vocab_size=2000, embedding_size=64, hidden_size=128, num_hidden_layers=4,
                  num_attention_heads=4, intermediate_size=512, max_position_embeddings=128,
                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
-    # mini: ~2.0M parameters at V=8000 (1.99M with the pretraining heads)
+    # mini: 1.95M parameters at V=8000 (1.99M with the pretraining heads)
     "mini": dict(vocab_size=8000, embedding_size=128, hidden_size=256, num_hidden_layers=6,
                  num_attention_heads=4, intermediate_size=1024, max_position_embeddings=256,
                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
-    # small: ~7.5M parameters at V=30000 (a narrower ALBERT-base: H=512, L=8)
+    # small: 7.39M parameters at V=30000 (7.48M with the pretraining heads; H=512, L=8)
     "small": dict(vocab_size=30000, embedding_size=128, hidden_size=512, num_hidden_layers=8,
                   num_attention_heads=8, intermediate_size=2048, max_position_embeddings=512,
                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
