@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 SHARING_MODES = ("all", "attention", "ffn", "none")
@@ -60,10 +60,11 @@ class AlbertConfig:
     type_vocab_size: int = 2                 # segment A / segment B
     initializer_range: float = 0.02          # std of the N(0, std) weight init
     layer_norm_eps: float = 1e-12            # every LayerNorm
-    classifier_dropout_prob: Optional[float] = 0.1  # before SOP / classification heads (None: use hidden_dropout_prob for token cls)
+    classifier_dropout_prob: Optional[float] = 0.1  # before SOP / classifier heads (None: token cls uses hidden_dropout_prob)
     num_labels: int = 2                      # classifier outputs; also sizes the SOP head, as in HF
     pad_token_id: int = 0                    # <pad>: the word-embedding row that gets no lookup gradient
-    problem_type: Optional[str] = None       # "regression" / "single_label_classification" / "multi_label_classification"; None: inferred per call as HF
+    problem_type: Optional[str] = None       # sequence classification loss: "regression" / "single_label_classification" /
+    #                                          "multi_label_classification"; None: inferred per call, as HF does
     sharing: str = "all"                     # ours: "all" | "attention" | "ffn" | "none" (paper Table 4)
 
     def __post_init__(self):
