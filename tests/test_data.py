@@ -454,11 +454,15 @@ def test_cli_train_build_inspect(tmp_path, capsys):
     src.mkdir()
     lines = [f"Sentence number {i} talks about topic {i % 7} and more words." for i in range(400)]
     (src / "t.txt").write_text("\n\n".join("\n".join(lines[i:i + 5]) for i in range(0, 400, 5)), encoding="utf-8")
-    assert cli_main(["tokenizer", "train", "-i", str(src), "-V", "80", "-o", str(tmp_path / "sp"), "-q"]) == 0
+    assert cli_main(["tokenizer", "train", "-i", str(src), "-V", "80", "-o", str(tmp_path / "sp")]) == 0
+    assert "reading" in capsys.readouterr().err                     # progress bar
     out = tmp_path / "data"
     args = ["data", "build", "-i", str(src), "-t", str(tmp_path / "sp.model"), "-o", str(out),
-            "--max-seq-length", "32", "--docs-per-shard", "30", "-j", "1", "-q"]
+            "--max-seq-length", "32", "--docs-per-shard", "30", "-j", "1"]
     assert cli_main(args) == 0
+    err = capsys.readouterr().err
+    assert "building shards" in err and "3/3" in err                # progress bar over the shards
+    args += ["-q"]
     assert len(read_manifest(out)["shards"]) == 3
     assert cli_main(args) == 1                                      # exists: needs --overwrite
     assert "overwrite" in capsys.readouterr().err
@@ -468,10 +472,30 @@ def test_cli_train_build_inspect(tmp_path, capsys):
     assert "max_seq_length" in capsys.readouterr().err
 
 
-def test_cli_help_explains_options_and_defaults(capsys):
+def _subparser(*names):
+    import argparse
+    from minialbert.cli import build_parser
+    p = build_parser()
+    for name in names:
+        p = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return p
+
+
+@pytest.mark.parametrize("command", [("data", "build"), ("tokenizer", "train")])
+def test_cli_help_explains_every_option_and_its_default(command, capsys):
+    parser = _subparser(*command)
     with pytest.raises(SystemExit):
-        cli_main(["data", "build", "--help"])
+        cli_main([*command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for opt in ("--max-seq-length", "--sentence-task", "--seed", "--one-sentence-random-b", "--workers"):
-        assert opt in text
-    assert "(default: 128)" in text and "(default: sop)" in text
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(options) >= (20 if command[0] == "data" else 7)
+    for a in options:
+        item = parser._get_formatter()._expand_help(a)       # this option's help as --help prints it
+        assert " ".join(item.split()) in text
+        assert len(item.split()) >= 5, (a.option_strings, item)  # an explanation, not just the flag
+        assert "default" in item.lower() or "(required)" in item, item
+        assert "(default: None)" not in item and "(default: False)" not in item, item
+    if command[0] == "data":
+        assert "(default: 128)" in text and "(default: sop)" in text and "(default: 20)" in text
+    else:
+        assert "(default: 8000)" in text and "(default: spiece.model)" in text

@@ -1,12 +1,11 @@
 """``minialbert data``: build pretraining shards, inspect a built directory."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from .tokenizer import _corpus_args, load_corpus
+from .tokenizer import HelpFormatter, _corpus_args, load_corpus
 
 
 def _build(args) -> int:
@@ -109,7 +108,7 @@ def register(subparsers) -> None:
                               description="Pretraining data: SOP/NSP sentence pairs with whole-word n-gram "
                                           "masking (google-research/albert's recipe, seeded), written as shards.")
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     b = sub.add_parser("build", help="create examples and write shards + manifest.json", formatter_class=fmt,
                        description="Tokenize a corpus, make masked sentence-pair examples and write them as "
                                    "padded .npz shards. Every file is written atomically and manifest.json "
@@ -125,7 +124,8 @@ def register(subparsers) -> None:
     b.add_argument("--max-seq-length", type=int, default=128,
                    help="T: tokens per example including [CLS] and two [SEP] (>= 5)")
     b.add_argument("--max-position-embeddings", type=int, default=None,
-                   help="the model's position table size; --max-seq-length may not exceed it")
+                   help="the model's position table size; --max-seq-length may not exceed it "
+                        "(default: no check)")
     b.add_argument("--seed", type=int, default=0, help="seed of the one random stream behind every choice")
     b.add_argument("--sentence-task", choices=("sop", "nsp", "none"), default="sop",
                    help="sop: consecutive segments swapped half the time (label 1 = swapped); nsp: B from a "
@@ -142,7 +142,9 @@ def register(subparsers) -> None:
                         "label 1, even for SOP (default: split the sentence into A and B instead)")
     b.add_argument("--docs-per-shard", type=int, default=2000,
                    help="documents per shard (the unit of parallel work and of NSP's random-document pool)")
-    b.add_argument("--workers", "-j", type=int, default=None, help="processes (default: all cores)")
+    b.add_argument("--workers", "-j", type=int, default=None,
+                   help="worker processes building shards in parallel; the shards do not depend on it "
+                        "(default: all cores)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing build in --output")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)

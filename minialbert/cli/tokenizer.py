@@ -6,11 +6,27 @@ import sys
 from pathlib import Path
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Append "(default: X)" to an option's help unless the help already says its default;
+    on/off flags read "(default: off)" and required options "(required)" rather than
+    argparse's "(default: False)" / "(default: None)"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.required:
+            return text + " (required)"
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return text + f" (default: {'off' if action.default is False else 'on'})"
+        return text + " (default: %(default)s)"
+
+
 def _corpus_args(p: argparse.ArgumentParser) -> None:
     """Options that choose the text (shared with ``minialbert data build``)."""
     p.add_argument("--input", "-i", nargs="+", metavar="PATH", default=None,
-                   help="text files or folders (UTF-8). Default: the embedded corpus "
-                        "(docstrings of the Python standard library and NumPy), no download.")
+                   help="text files or folders (UTF-8) (default: the embedded corpus, the "
+                        "docstrings of the Python standard library and NumPy; no download)")
     p.add_argument("--doc-mode", choices=("blank_lines", "file"), default="blank_lines",
                    help="how --input is cut into documents: 'blank_lines' = documents separated by "
                         "blank lines (the reference format), 'file' = one document per file "
@@ -72,7 +88,7 @@ def register(subparsers) -> None:
                               description="Train or use a SentencePiece unigram tokenizer with ALBERT's special "
                                           "ids (<pad>=0 <unk>=1 [CLS]=2 [SEP]=3 [MASK]=4) and normalisation.")
     sub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION")
-    t = sub.add_parser("train", help="train a tokenizer", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    t = sub.add_parser("train", help="train a tokenizer", formatter_class=HelpFormatter,
                        description="Train a SentencePiece unigram model with the official ALBERT flags "
                                    "(control symbols [CLS] [SEP] [MASK], user symbols ( ) \" - . – £ €, "
                                    "character_coverage 0.99995). Training is deterministic.")
@@ -85,7 +101,7 @@ def register(subparsers) -> None:
     t.add_argument("--cased", action="store_true", help="keep case (default: lower-case, like albert-*-v2)")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     t.set_defaults(func=_train)
-    e = sub.add_parser("encode", help="print the ids (or pieces) of text",
+    e = sub.add_parser("encode", help="print the ids (or pieces) of text", formatter_class=HelpFormatter,
                        description="Encode each TEXT (or each line of standard input) and print ids.")
     e.add_argument("--model", "-m", required=True, help="a SentencePiece model (spiece.model)")
     e.add_argument("--pieces", action="store_true", help="print pieces instead of ids")
