@@ -340,6 +340,13 @@ def test_shards_same_seed_identical_any_workers_different_seed_differs(built, to
     build_shards(corpus[:300], tok, tmp_path / "c", max_seq_length=64, seed=1, docs_per_shard=70, num_workers=1)
     a, b, c = _shard_arrays(built), _shard_arrays(tmp_path / "b"), _shard_arrays(tmp_path / "c")
     assert len(a) == len(b) == 5
+    # byte-identical files, whatever the number of workers; the manifests differ only in the timing
+    files = sorted(f.name for f in built.glob("shard-*.npz"))
+    assert len(files) == 5 and all((built / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    assert not any((built / f).read_bytes() == (tmp_path / "c" / f).read_bytes() for f in files)
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (built, tmp_path / "b"))
+    ma.pop("build_seconds"), mb.pop("build_seconds")
+    assert ma == mb
     for x, y in zip(a, b):
         assert x.keys() == y.keys() and all((x[k] == y[k]).all() for k in x)
     assert any(x["input_ids"].shape != z["input_ids"].shape or (x["input_ids"] != z["input_ids"]).any()
@@ -359,6 +366,24 @@ def test_loader_streams_every_example_once_per_epoch(built):
     first, second = rows[:m["num_examples"]], rows[m["num_examples"]:]
     assert sorted(first) == sorted(second) and first != second   # same examples, new order
     assert len(set(first)) > 0.99 * len(first)
+
+
+def test_loader_holds_one_shard_at_a_time(built, monkeypatch):
+    # streaming: each shard is read once per epoch, in the epoch's shard order, and the
+    # previous one is dropped before the next is read (a corpus larger than memory works)
+    L = ShardLoader(built, batch_size=16, seed=3, epochs=2)
+    loads, real = [], L._load
+
+    def load(s):
+        assert L._cache is None                                 # nothing else held
+        loads.append(s)
+        return real(s)
+
+    monkeypatch.setattr(L, "_load", load)
+    n = sum(len(b["input_ids"]) for b in L)
+    assert n == 2 * L.num_examples
+    assert loads == L._shard_order(0).tolist() + L._shard_order(1).tolist()
+    assert loads[:5] != list(range(5)) or loads[5:] != list(range(5))   # shard order is shuffled
 
 
 def test_loader_resumes_on_exactly_the_next_batch(built):
@@ -408,6 +433,66 @@ def test_interrupted_build_never_looks_complete(tok, corpus, tmp_path, monkeypat
         build_shards(corpus[:300], tok, d, max_seq_length=64, docs_per_shard=70, num_workers=1)
     with pytest.raises(ValueError, match="hash"):
         ShardLoader(d, batch_size=4, tokenizer=Tokenizer.train(corpus[:50], 300))
+
+
+_KILLED_BUILD = """
+import sys, time
+import numpy as np
+from minialbert import Tokenizer
+from minialbert.data import build_shards, load_default_corpus
+real = np.savez
+def savez(f, **arrays):                      # shard 2 hangs half-written, as if killed mid-write
+    if "shard-00002" in f.name:
+        f.write(b"PK\\x03\\x04 half a zip")
+        f.flush()
+        time.sleep(120)
+    return real(f, **arrays)
+np.savez = savez
+tok = Tokenizer(sys.argv[2])
+build_shards(load_default_corpus(include_numpy=False)[:300], tok, sys.argv[1], max_seq_length=64,
+             docs_per_shard=70, num_workers=2)
+"""
+
+
+def test_killed_build_never_looks_complete_and_reruns(tok, corpus, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    d = tmp_path / "killed"
+    tok.save(tmp_path / "sp.model")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_BUILD, str(d), str(tmp_path / "sp.model")],
+                            start_new_session=True, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while not list(d.glob("*shard-00002*")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert list(d.glob(".shard-00002.npz.tmp*")), proc.stderr.read() if proc.poll() is not None else "timeout"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)                     # the build and its worker processes
+        proc.wait()
+    names = sorted(os.listdir(d))
+    assert "manifest.json" not in names and "shard-00002.npz" not in names
+    for f in names:                                             # whatever has a shard's name is whole
+        if f.startswith("shard-"):
+            with np.load(d / f) as z:
+                assert set(z.files) == set(shards_mod.ARRAY_KEYS)
+    with pytest.raises(ValueError, match="incomplete"):
+        ShardLoader(d, batch_size=4)
+    m = build_shards(corpus[:300], tok, d, max_seq_length=64, docs_per_shard=70, num_workers=1)
+    assert sorted(os.listdir(d)) == ["manifest.json"] + [f"shard-{k:05d}.npz" for k in range(5)]
+    assert ShardLoader(d, batch_size=4).num_examples == m["num_examples"] > 0
+
+
+def test_worker_error_leaves_no_manifest(tok, corpus, tmp_path):
+    docs = corpus[:200] + [["fine text", "broken \udcff text"]]  # undecodable: fails in a worker process
+    with pytest.raises(ValueError, match="surrogate"):
+        build_shards(docs, tok, tmp_path / "w", max_seq_length=64, docs_per_shard=40, num_workers=2)
+    assert not (tmp_path / "w" / "manifest.json").exists()
+    with pytest.raises(ValueError, match="empty"):
+        build_shards([[], ["", "  "]], tok, tmp_path / "e", num_workers=1)
+    with pytest.raises(ValueError, match="max_seq_length"):
+        build_shards(corpus[:10], tok, tmp_path / "e", max_seq_length=600, max_position_embeddings=512)
 
 
 # -- corpora --------------------------------------------------------------------------
