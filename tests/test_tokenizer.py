@@ -253,6 +253,31 @@ def hf_tok(tok):
     return hf_albert_tokenizer(tok)
 
 
+@pytest.mark.parametrize("padding", [False, True, "longest", "max_length"])
+@pytest.mark.parametrize("max_length", [3, 5, 13, 40, None])
+def test_call_equals_hf_on_batches_of_pairs(tok, hf_tok, corpus, padding, max_length):
+    # every padding mode, longest-first truncation down to empty segments, pairs and singles,
+    # batched and one at a time: input_ids, token_type_ids and attention_mask as HF gives them
+    if padding == "max_length" and max_length is None:
+        pytest.skip("max_length padding needs a max_length")
+    texts = [s for d in corpus[::5] for s in d][:300] + UNICODE_LINES
+    rng = np.random.default_rng(0)
+    a = [texts[i] for i in rng.integers(0, len(texts), 24)]
+    b = [texts[i] for i in rng.integers(0, len(texts), 24)]
+    kw = dict(max_length=max_length, padding=padding)
+    hkw = dict(kw, truncation="longest_first" if max_length else False, return_token_type_ids=True)
+    keys = ("input_ids", "token_type_ids", "attention_mask")
+    for text_b in (b, None):
+        ours, theirs = tok(a, text_b, **kw), hf_tok(a, text_b, **hkw)
+        for k in keys:
+            assert ours[k] == theirs[k], (k, text_b is None)
+        one = tok(a[0], None if text_b is None else b[0], **kw)
+        assert one == {k: hf_tok(a[0], None if text_b is None else b[0], **hkw)[k] for k in keys}
+    if max_length:
+        assert max(map(len, ours["input_ids"])) <= max_length
+        assert ours["input_ids"] != tok(a)["input_ids"]          # something was actually cut
+
+
 # Three documented differences with HF 5 (we follow the reference preprocess_text):
 # 1. Python's str.split() splits on control characters such as \x0b, \x0c, \x1c-\x1f first;
 #    HF runs the model's normaliser first, which deletes them ("0\x0b0": "0 0" vs "00").
