@@ -11,6 +11,8 @@ docs/model/parameter-counts.md
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -92,19 +94,23 @@ class AlbertConfig:
             v = getattr(self, name)
             if v is None and name == "classifier_dropout_prob":
                 continue
-            if not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
                 raise ValueError(f"AlbertConfig.{name} must be in [0, 1), got {v!r}")
         from .layers.activations import ACTIVATIONS  # noqa: PLC0415  (layers never import config)
-        if self.hidden_act not in ACTIVATIONS:
+        if not isinstance(self.hidden_act, str) or self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"AlbertConfig.hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+        if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int):
+            raise ValueError(f"AlbertConfig.pad_token_id must be an integer, got {self.pad_token_id!r}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"AlbertConfig.pad_token_id={self.pad_token_id} is outside the vocabulary "
                              f"[0, {self.vocab_size})")
         if self.problem_type not in (None, "regression", "single_label_classification",
                                      "multi_label_classification"):
             raise ValueError(f"AlbertConfig.problem_type {self.problem_type!r} is not one of HF's three")
-        if self.initializer_range <= 0 or self.layer_norm_eps <= 0:
-            raise ValueError("AlbertConfig.initializer_range and layer_norm_eps must be positive")
+        for name in ("initializer_range", "layer_norm_eps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"AlbertConfig.{name} must be a positive number, got {v!r}")
 
     # -- derived sizes ----------------------------------------------------------------
     @property
@@ -155,9 +161,7 @@ class AlbertConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}: expected one of {sorted(PRESETS)}")
         kw = dict(PRESETS[name])
-        unknown = set(overrides) - _FIELD_NAMES
-        if unknown:
-            raise ValueError(f"unknown AlbertConfig field(s) {sorted(unknown)} in overrides")
+        _check_field_names(overrides, f"from_preset({name!r}) overrides")
         kw.update(overrides)
         return cls(**kw)
 
@@ -232,7 +236,38 @@ class AlbertConfig:
         return dataclasses.replace(self, **changes)
 
 
-_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(AlbertConfig))
+_FIELD_ORDER = tuple(f.name for f in dataclasses.fields(AlbertConfig))
+_FIELD_NAMES = frozenset(_FIELD_ORDER)
+
+
+def _check_field_names(names, where: str) -> None:
+    """ValueError naming every unknown field (with the closest real one), so that a misspelt
+    keyword never reaches the dataclass __init__, whose answer is a bare TypeError."""
+    unknown = sorted(set(names) - _FIELD_NAMES)
+    if unknown:
+        hints = []
+        for u in unknown:
+            close = difflib.get_close_matches(u, _FIELD_ORDER, n=1)
+            hints.append(f"{u!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"unknown AlbertConfig field(s) in {where}: {', '.join(hints)}")
+
+
+_dataclass_init = AlbertConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_with_clear_errors(self, *args, **kwargs):
+    # The generated __init__ with two checks in front: unknown keywords and too many
+    # positional arguments are a ValueError naming the problem. Known fields keep the
+    # dataclass semantics (defaults, __post_init__ validation, dataclasses.replace).
+    if len(args) > len(_FIELD_ORDER):
+        raise ValueError(f"AlbertConfig takes at most {len(_FIELD_ORDER)} positional arguments "
+                         f"({', '.join(_FIELD_ORDER)}), got {len(args)}; pass fields by name")
+    _check_field_names(kwargs, "AlbertConfig(...)")
+    _dataclass_init(self, *args, **kwargs)
+
+
+AlbertConfig.__init__ = _init_with_clear_errors
 
 
 def _albert(L, H, NH, version, xxlarge=False):

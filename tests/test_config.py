@@ -60,6 +60,38 @@ def test_bad_configs_raise_clear_errors(kwargs, msg):
         AlbertConfig(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(layer_norm_eps="1e-12"), r"layer_norm_eps must be a positive number, got '1e-12'"),
+    (dict(initializer_range=None), r"initializer_range must be a positive number, got None"),
+    (dict(layer_norm_eps=0.0), r"layer_norm_eps must be a positive number"),
+    (dict(pad_token_id="0"), r"pad_token_id must be an integer, got '0'"),
+    (dict(hidden_act=["gelu"]), r"hidden_act \['gelu'\] is not one of"),
+    (dict(hidden_dropout_prob=True), r"hidden_dropout_prob must be in \[0, 1\), got True"),
+])
+def test_wrongly_typed_fields_raise_value_error_not_type_error(kwargs, msg):
+    # without the type checks these reach a comparison and fail with a bare TypeError
+    with pytest.raises(ValueError, match=msg):
+        AlbertConfig(**kwargs)
+
+
+def test_unknown_field_in_direct_construction_is_a_value_error_naming_it():
+    with pytest.raises(ValueError, match=r"unknown AlbertConfig field.*'unknown_field'"):
+        AlbertConfig(unknown_field=1)
+    with pytest.raises(ValueError, match=r"'hiden_size' \(did you mean 'hidden_size'\?\)"):
+        AlbertConfig(hidden_size=8, num_attention_heads=2, hiden_size=16)
+    with pytest.raises(ValueError, match=r"'vocab_sise' \(did you mean 'vocab_size'\?\)"):
+        AlbertConfig.from_preset("tiny").replace(vocab_sise=10)          # dataclasses.replace too
+    with pytest.raises(ValueError, match=r"at most 20 positional arguments.*got 21"):
+        AlbertConfig(*range(1, 22))
+    # known fields keep the dataclass semantics: by name or position, defaults, validation
+    c = AlbertConfig(100, 16, hidden_size=8, num_attention_heads=2)
+    assert (c.vocab_size, c.embedding_size, c.hidden_size, c.num_hidden_layers) == (100, 16, 8, 12)
+    assert c == AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=8, num_attention_heads=2)
+    assert c.replace(num_labels=5).num_labels == 5 and c.num_labels == 2
+    with pytest.raises(ValueError, match="not divisible"):
+        c.replace(num_attention_heads=3)
+
+
 def test_group_rule_is_hfs_float_division():
     # HF: int(i / (L / G)); TF's int(i / L * G) differs e.g. at L=22, G=22, i=15 (spec §2.3)
     c = AlbertConfig(num_hidden_layers=22, num_hidden_groups=22, hidden_size=8, num_attention_heads=2)
