@@ -154,6 +154,7 @@ def test_replacements_80_10_10():
     fake = FakeTokenizer(vocab_size=1000)
     rng = np.random.default_rng(2)
     n_mask = n_keep = n_rand = 0
+    rand_ids = []
     for _ in range(4000):
         ids = rng.integers(5, 1000, 128).astype(np.int32)
         ids[0], ids[60], ids[-1] = CLS, SEP, SEP
@@ -162,12 +163,19 @@ def test_replacements_80_10_10():
         n_mask += int((got == MASK).sum())
         n_keep += int((got == labels).sum())
         n_rand += int(((got != MASK) & (got != labels)).sum())
+        rand_ids.append(got[(got != MASK) & (got != labels)])
     N = n_mask + n_keep + n_rand                                # 4000 * 19 = 76000 predictions
     # a random id equals [MASK] or the label with probability 1/V each: shift the targets
     p_mask, p_keep = 0.8 + 0.1 / 1000, 0.1 + 0.1 / 1000
     assert abs(n_mask / N - p_mask) < 4 * se(p_mask, N)
     assert abs(n_keep / N - p_keep) < 4 * se(p_keep, N)
     assert abs(n_rand / N - (1 - p_mask - p_keep)) < 4 * se(0.1, N)
+    # the random id is uniform over the WHOLE vocabulary, specials included (as the reference):
+    # ids 0-3 ([MASK]=4 is counted as masked) are 4 of the 998-999 possible values
+    rand_ids = np.concatenate(rand_ids)
+    n_r, p_low = len(rand_ids), 4 / 999
+    assert abs((rand_ids < 4).mean() - p_low) < 4 * se(p_low, n_r), ((rand_ids < 4).sum(), n_r)
+    assert abs((rand_ids >= 500).mean() - 0.5) < 4 * se(0.5, n_r)
 
 
 # -- sentence pairs -------------------------------------------------------------------
@@ -203,8 +211,9 @@ def test_structure_token_types_and_budget(numbered, task):
 
 def test_sop_labels_mean_swapped_and_are_balanced(numbered):
     fake = FakeTokenizer()
+    # dupe_factor=10: N ≈ 8-11k labels, so 4 SE ≈ 0.02 (p = 0.45 would be 5+ SE off)
     ex = create_pretraining_examples(numbered, fake, max_seq_length=64, seed=1, sentence_task="sop",
-                                     dupe_factor=3)
+                                     dupe_factor=10)
     labels = np.array([e["sentence_order_label"] for e in ex])
     for e in ex:
         ids, seps = _segments(e)
@@ -220,8 +229,9 @@ def test_sop_labels_mean_swapped_and_are_balanced(numbered):
 
 def test_nsp_labels_mean_random_document_and_are_balanced(numbered):
     fake = FakeTokenizer()
+    # dupe_factor=10: N ≈ 8-11k labels, so 4 SE ≈ 0.02 (p = 0.45 would be 5+ SE off)
     ex = create_pretraining_examples(numbered, fake, max_seq_length=64, seed=2, sentence_task="nsp",
-                                     dupe_factor=3)
+                                     dupe_factor=10)
     labels = np.array([e["sentence_order_label"] for e in ex])
     for e in ex:
         ids, seps = _segments(e)
