@@ -1,0 +1,179 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 10. The same model on a GPU (CuPy), and how fast each device runs it
+#
+# minialbert's code never names NumPy or CuPy: each function asks its input
+# `xp = get_array_module(x)` and calls `xp.tanh`, `xp.exp`, `@`. Move the parameters with
+# `model.to("gpu")` and the same Python runs on CuPy. This notebook writes a
+# device-agnostic function by hand, checks it on every device present, counts the FLOPs
+# of a training step, and compares NumPy with CuPy: time per step, tokens per second and
+# model FLOP utilisation (MFU).
+#
+# **Without a GPU** (as in CI) the notebook says so and runs every CPU part.
+
+# %%
+# Scale: "cpu-small" (CI) or "gpu": ALBERT-base width and longer sequences on the GPU.
+SCALE = "cpu-small"
+
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import minialbert
+from minialbert import backend, gradcheck
+from minialbert.layers import gelu_new_backward, gelu_new_forward
+from minialbert.metrics import measure_peak_flops, train_flops
+
+HAVE_GPU = backend.gpu_available()
+DEVICES = ["cpu", "gpu"] if HAVE_GPU else ["cpu"]
+if not HAVE_GPU:
+    print("No GPU here (CuPy missing or no CUDA device): running the CPU parts only.\n"
+          "On a GPU machine: pip install -e '.[cuda12]' (or cuda13) and set SCALE = 'gpu'.")
+else:
+    import cupy  # noqa: F401  (only to print its version; minialbert itself imports it in backend.py)
+    print("GPU available: CuPy", cupy.__version__)
+
+# %% [markdown]
+# ## A device-agnostic function, by hand
+#
+# ALBERT's GELU and its derivative, written once for both devices. The only rule:
+# take the array module from the input, and create new arrays with it.
+
+# %%
+def my_gelu(x):
+    xp = backend.get_array_module(x)              # numpy or cupy, from the input
+    c = np.sqrt(2.0 / np.pi)
+    t = xp.tanh(c * (x + 0.044715 * x * x * x))
+    y = 0.5 * x * (1.0 + t)
+    dy_dx = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)
+    return y, dy_dx
+
+
+for dev in DEVICES:
+    x = backend.to_device(np.linspace(-4, 4, 9), dev)             # float64 for the check
+    y, dydx = my_gelu(x)
+    g = backend.to_device(np.random.default_rng(0).standard_normal(9), dev)
+    r = gradcheck.compare(f"gelu on {dev}", dydx * g,
+                          gradcheck.numerical_gradient(lambda: my_gelu(x)[0], x, g))
+    print(r, "| output lives on", backend.device_of(y))
+    assert r.ok()
+
+# %% [markdown]
+# ## FLOPs of a training step, by hand
+#
+# A matmul with a weight of $n$ parameters costs $2n$ FLOPs per token forward and $4n$
+# backward: $6n$ per token per step. ALBERT's shared layer has the weights of one layer
+# but runs L times, so FLOPs count **applications**, not distinct parameters: ALBERT-base
+# costs what BERT-base costs per token (minus the embedding difference). Attention adds
+# $QK^\top$ and $PV$: $2 \cdot 2TH$ per token per application, times 3 for the step.
+# The MLM decoder ($E\times V$) runs only where logits are computed (the masked positions).
+
+# %%
+def my_train_flops(c, B, T, n_pred):
+    H, I, E, V, L = c.hidden_size, c.intermediate_size, c.embedding_size, c.vocab_size, c.num_hidden_layers
+    layer = 4 * (H * H + H) + (H * I + I + I * H + H) + 4 * H        # one application's weights
+    per_token = (E * H + H) + L * layer                                # projection + L applications
+    attention = 2 * L * T * H                                          # QK^T and P@V, per token
+    mlm = H * E + E + 2 * E + E * V + V                                # per predicted position
+    sop = H * H + H + 2 * H + 2                                        # pooler + SOP, per sequence
+    return 6 * (per_token * B * T + attention * B * T + mlm * n_pred + sop * B)
+
+
+base = minialbert.AlbertConfig.from_preset("albert-base-v2")
+bert = minialbert.AlbertConfig.from_preset("bert-base")
+for name, c in (("albert-base", base), ("bert-base", bert)):
+    print(f"{name:12s} parameters {minialbert.count_parameters(c, head='pretraining') / 1e6:6.1f}M, "
+          f"GFLOPs per step at B=8, T=128 (20 predictions each): {my_train_flops(c, 8, 128, 160) / 1e9:6.1f}")
+
+# %% [markdown]
+# ## NumPy against CuPy on the same model
+#
+# The same pretraining step (forward, backward; float32) on each device, at a few batch
+# sizes. Timing a GPU needs a `synchronize()`: CuPy returns before the kernels finish.
+# MFU = counted FLOPs per second / the device's measured matmul peak.
+
+# %%
+if SCALE == "gpu":
+    cfg = minialbert.AlbertConfig.from_preset("albert-base-v2", vocab_size=30000)
+    T, batches, repeats = 128, [8, 32, 64], 3
+else:
+    cfg = minialbert.AlbertConfig.from_preset("tiny")
+    T, batches, repeats = 64, [2, 8], 2
+
+results = {}
+for dev in DEVICES:
+    peak = measure_peak_flops(dev)
+    model = minialbert.AlbertForPreTraining(cfg, seed=0).to(dev)
+    for B in batches:
+        r = np.random.default_rng(B)
+        ids = r.integers(5, cfg.vocab_size, (B, T))
+        labels = np.where(r.random((B, T)) < 0.15, ids, -100)
+        labels[:, 1] = ids[:, 1]                                   # at least one prediction each
+        sol = r.integers(0, 2, B)
+        best = np.inf
+        for rep in range(repeats + 1):                             # the first run warms up
+            t0 = time.perf_counter()
+            out = model.forward(ids, labels=labels, sentence_order_label=sol)
+            model.zero_grad(); model.backward()
+            backend.synchronize(dev)
+            if rep:
+                best = min(best, time.perf_counter() - t0)
+        flops = my_train_flops(cfg, B, T, int((labels != -100).sum()))
+        results[dev, B] = dict(s=best, tok_s=B * T / best, mfu=flops / best / peak, loss=float(out.loss))
+        print(f"{dev}: B={B:3d} T={T}: {best * 1e3:8.1f} ms/step, {B * T / best:9.0f} tokens/s, "
+              f"MFU {100 * flops / best / peak:5.1f}% of a measured {peak / 1e9:.0f} GFLOP/s")
+
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for dev in DEVICES:
+    ax.plot(batches, [results[dev, B]["tok_s"] for B in batches], "o-", label=dev)
+ax.set_xlabel("batch size B"); ax.set_ylabel("tokens / s"); ax.set_yscale("log")
+ax.set_title(f"pretraining step, {'ALBERT-base' if SCALE == 'gpu' else 'tiny'}, T={T}")
+ax.legend(); ax.grid(alpha=0.3); plt.show()
+
+# %% [markdown]
+# ## The same loss on both devices
+#
+# With a GPU, a model built with the same seed gives the same loss on both devices to
+# float32 precision (different summation orders, so not bit for bit).
+
+# %%
+if HAVE_GPU:
+    for B in batches:
+        a, b = results["cpu", B]["loss"], results["gpu", B]["loss"]
+        print(f"B={B}: loss on cpu {a:.6f}, on gpu {b:.6f}")
+        assert abs(a - b) <= 1e-4 * abs(a)
+else:
+    print("No GPU: nothing to compare the CPU loss with.")
+
+# %% [markdown]
+# ## Check: our pieces are the library's
+#
+# The hand-written GELU equals `gelu_new_forward/backward` on every device present, and
+# the FLOP count equals `minialbert.metrics.train_flops`, which the training loop uses
+# for its MFU.
+
+# %%
+for dev in DEVICES:
+    x = backend.to_device(np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32), dev)
+    y_lib, cache = gelu_new_forward(x)
+    y, dydx = my_gelu(x)
+    ones = backend.xp_for(dev).ones_like(x)
+    np.testing.assert_allclose(backend.to_numpy(y), backend.to_numpy(y_lib), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(backend.to_numpy(dydx), backend.to_numpy(gelu_new_backward(ones, cache)),
+                               rtol=1e-6, atol=1e-7)
+for c in (cfg, base, bert):
+    for B, T_, n in ((8, 128, 160), (2, 64, 128)):
+        assert my_train_flops(c, B, T_, n) == train_flops(c, B, T_, n_predictions=n), c
+print("hand-written device-agnostic GELU and FLOP count == minialbert (layers, metrics)")
