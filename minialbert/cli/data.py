@@ -140,7 +140,7 @@ def register(subparsers) -> None:
     b.add_argument("--one-sentence-random-b", action="store_true",
                    help="reproduce the reference quirk: a one-sentence chunk gets B from a random document, "
                         "label 1, even for SOP (default: split the sentence into A and B instead)")
-    b.add_argument("--docs-per-shard", type=int, default=2000,
+    b.add_argument("--docs-per-shard", type=int, default=500,
                    help="documents per shard (the unit of parallel work and of NSP's random-document pool)")
     b.add_argument("--workers", "-j", type=int, default=None,
                    help="worker processes building shards in parallel; the shards do not depend on it "

@@ -149,7 +149,7 @@ def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed:
                  sentence_task: str = "sop", masked_lm_prob: float = 0.15, max_predictions_per_seq: int = 20,
                  max_ngram: int = 3, short_seq_prob: float = 0.1, dupe_factor: int = 1,
                  one_sentence_random_b: bool = False, max_position_embeddings: int | None = None,
-                 docs_per_shard: int = 2000, num_workers: int | None = None, overwrite: bool = False,
+                 docs_per_shard: int = 500, num_workers: int | None = None, overwrite: bool = False,
                  progress: bool = False, extra_manifest: dict | None = None) -> dict:
     """Create pretraining examples from documents and write them as shards + manifest.
 
