@@ -494,6 +494,20 @@ def test_killed_build_never_looks_complete_and_reruns(tok, corpus, tmp_path):
     assert ShardLoader(d, batch_size=4).num_examples == m["num_examples"] > 0
 
 
+def test_damaged_shard_is_refused_by_name(tok, corpus, tmp_path):
+    d = tmp_path / "dmg"
+    build_shards(corpus[:150], tok, d, max_seq_length=64, docs_per_shard=70, num_workers=1)
+    f = d / "shard-00001.npz"
+    data = f.read_bytes()
+    f.write_bytes(data[:len(data) // 2])                        # cut short after the build
+    with pytest.raises(ValueError, match=r"shard-00001\.npz is \d+ bytes, the manifest says"):
+        ShardLoader(d, batch_size=4)
+    f.write_bytes(data[:-64] + bytes(64))                       # same size, garbage at the end
+    L = ShardLoader(d, batch_size=4, shuffle=False, epochs=1)
+    with pytest.raises(ValueError, match=r"shard-00001\.npz cannot be read"):
+        list(L)
+
+
 def test_worker_error_leaves_no_manifest(tok, corpus, tmp_path):
     docs = corpus[:200] + [["fine text", "broken \udcff text"]]  # undecodable: fails in a worker process
     with pytest.raises(ValueError, match="surrogate"):

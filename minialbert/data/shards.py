@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -132,7 +133,7 @@ def _build_one(task) -> dict:
     arrays = examples_to_arrays(examples, recipe["max_seq_length"], recipe["max_predictions_per_seq"])
     name = f"shard-{k:05d}.npz"
     _atomic_savez(Path(out_dir) / name, arrays)
-    return {"file": name, "num_examples": len(examples), "num_tokens": int(arrays["lengths"].sum()),
+    return {"file": name, "bytes": (Path(out_dir) / name).stat().st_size, "num_examples": len(examples), "num_tokens": int(arrays["lengths"].sum()),
             "num_predictions": int(arrays["masked_lm_counts"].sum())}
 
 
@@ -252,8 +253,13 @@ def read_manifest(data_dir) -> dict:
     if manifest.get("format") != FORMAT:
         raise ValueError(f"data_dir: {m} is not a minialbert shard manifest")
     for s in manifest["shards"]:
-        if not (d / s["file"]).is_file():
+        f = d / s["file"]
+        if not f.is_file():
             raise ValueError(f"data_dir: shard {s['file']} listed in the manifest is missing")
+        # a cheap integrity check: a shard cut short or replaced after the build has another size
+        if "bytes" in s and f.stat().st_size != s["bytes"]:
+            raise ValueError(f"data_dir: shard {f} is {f.stat().st_size} bytes, the manifest says {s['bytes']}: "
+                             f"it was damaged or replaced after the build; rebuild with --overwrite")
     return manifest
 
 
@@ -386,8 +392,13 @@ class ShardLoader(_BatchStream):
                          epochs, drop_last, self.manifest["tokenizer"].get("pad_id", 0))
 
     def _load(self, s: int) -> dict:
-        with np.load(self.data_dir / self.files[s]) as z:
-            return {k: z[k] for k in ARRAY_KEYS}
+        f = self.data_dir / self.files[s]
+        try:
+            with np.load(f) as z:
+                return {k: z[k] for k in ARRAY_KEYS}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"data_dir: shard {f} cannot be read ({type(e).__name__}: {e}); "
+                             f"rebuild with --overwrite") from None
 
 
 class ExampleLoader(_BatchStream):
