@@ -581,6 +581,25 @@ def test_cli_train_build_inspect(tmp_path, capsys):
     assert "max_seq_length" in capsys.readouterr().err
 
 
+def test_cli_build_on_embedded_corpus_feeds_the_model(tmp_path, capsys):
+    # issue 4's "done when": `minialbert data build` on the embedded corpus, the loader streams
+    # its shards, and a batch's model keys go straight into AlbertForPreTraining
+    from minialbert import AlbertConfig, AlbertForPreTraining
+    out = tmp_path / "embedded"
+    assert cli_main(["data", "build", "--no-numpy", "--vocab-size", "1000", "-o", str(out), "-q", "-j", "2"]) == 0
+    tok = Tokenizer(out / "spiece.model")
+    m = read_manifest(out)
+    assert tok.vocab_size == 1000 and len(m["shards"]) >= 2 and m["num_examples"] > 3000
+    L = ShardLoader(out, batch_size=4, seed=0, tokenizer=tok)
+    b = next(L)
+    keys = ("input_ids", "token_type_ids", "attention_mask", "labels", "sentence_order_label")
+    assert b["input_ids"].shape == (4, 128) and (b["input_ids"] < tok.vocab_size).all()
+    model = AlbertForPreTraining(AlbertConfig.from_preset("tiny", vocab_size=tok.vocab_size))
+    res = model.forward(**{k: b[k] for k in keys})
+    # an untrained model: MLM loss near log V, SOP loss near log 2
+    assert abs(float(res.mlm_loss) - np.log(1000)) < 1.0 and abs(float(res.sop_loss) - np.log(2)) < 0.5
+
+
 def _subparser(*names):
     import argparse
     from minialbert.cli import build_parser
