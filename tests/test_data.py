@@ -8,6 +8,7 @@ an unswapped SOP) move the proportions by 10+ standard errors.
 """
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -598,6 +599,29 @@ def test_cli_build_on_embedded_corpus_feeds_the_model(tmp_path, capsys):
     res = model.forward(**{k: b[k] for k in keys})
     # an untrained model: MLM loss near log V, SOP loss near log 2
     assert abs(float(res.mlm_loss) - np.log(1000)) < 1.0 and abs(float(res.sop_loss) - np.log(2)) < 0.5
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.txt").write_bytes(b"ok line\n\xff\xfe bad\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "e.txt").write_text("\n  \n", encoding="utf-8")
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "s.txt").write_text("just a few words here.\nand more.\n", encoding="utf-8")
+    cases = [(["tokenizer", "train", "-i", str(tmp_path / "bad")], r"x\.txt: not valid UTF-8 at byte offset 8"),
+             (["data", "build", "-i", str(tmp_path / "bad")], r"x\.txt: not valid UTF-8 at byte offset 8"),
+             (["tokenizer", "train", "-i", str(tmp_path / "empty")], "empty"),
+             (["data", "build", "-i", str(tmp_path / "empty")], "empty"),
+             (["tokenizer", "train", "-i", str(tmp_path / "small")], r"too large for this corpus.*vocab_size <= \d+"),
+             (["data", "build", "-i", str(tmp_path / "small"), "--max-seq-length", "600",
+               "--max-position-embeddings", "512"], "max_position_embeddings=512")]
+    for argv, msg in cases:
+        out = ["-o", str(tmp_path / "out")] if argv[0] == "data" else ["-o", str(tmp_path / "sp")]
+        assert cli_main(argv + out + ["-q"]) == 1, argv
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("minialbert ") and "error:" in err and "Traceback" not in err
+        assert re.search(msg, err), (argv, err)
+    assert not (tmp_path / "out" / "manifest.json").exists()
 
 
 def _subparser(*names):
