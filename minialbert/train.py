@@ -48,7 +48,7 @@ TOKENIZER_FILE = "spiece.model"
 # Everything that changes the trajectory of a run. A directory's run.json stores a hash of
 # these; --resume must match it (steps may grow, logging and checkpoint cadence may change).
 FINGERPRINT_FIELDS = ("preset", "corpus", "data", "vocab_size", "seq_len", "batch_size",
-                      "grad_accum", "optimizer", "lr", "warmup", "weight_decay", "clip_norm",
+                      "grad_accum", "optimizer", "bias_correction", "lr", "warmup", "weight_decay", "clip_norm",
                       "sentence_task", "sharing", "dtype", "seed", "dupe_factor",
                       "max_predictions", "include_numpy")
 
@@ -73,6 +73,7 @@ class PretrainConfig:
     grad_accum: int = 1                  # micro-batches per optimiser step
     steps: int = 600                     # total optimiser steps
     optimizer: str = "lamb"              # "lamb" (ALBERT) or "adamw"
+    bias_correction: bool = False        # adamw only: torch.optim.AdamW's bias-corrected form
     lr: float = 5e-3                     # peak learning rate
     warmup: int = 60                     # linear warm-up steps
     weight_decay: float = 0.01           # decoupled, not on LayerNorm/bias (spec §6.3)
@@ -117,6 +118,8 @@ class PretrainConfig:
             raise ValueError(f"--seq-len must be at least 8, got {self.seq_len}")
         if self.warmup < 0 or self.eval_every < 0:
             raise ValueError("--warmup and --eval-every must be >= 0")
+        if self.warmup > self.steps:
+            raise ValueError(f"--warmup {self.warmup} exceeds --steps {self.steps}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"--lr must be a positive number, got {self.lr}")
         if self.stop_at is not None and not 0 < self.stop_at <= self.steps:
@@ -127,6 +130,8 @@ class PretrainConfig:
             p = getattr(self, name)
             if p is not None and not Path(p).exists():
                 raise FileNotFoundError(f"--{name}: no such file or directory: {p}")
+        if self.bias_correction and self.optimizer != "adamw":
+            raise ValueError("--bias-correction applies to --optimizer adamw only")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite are exclusive")
 
@@ -395,7 +400,8 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
         cfg, tokenizer_path=(ck_dir / TOKENIZER_FILE) if run else None, log=log)
     B, A, T = cfg.batch_size, cfg.grad_accum, cfg.seq_len
     model = build_model(cfg, tok.vocab_size)
-    opt = optim.make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    okw = {"bias_correction": True} if cfg.bias_correction else {}
+    opt = optim.make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay, **okw)
 
     start = 0
     if run is not None:                               # --resume

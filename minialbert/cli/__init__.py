@@ -13,6 +13,9 @@ import sys
 COMMANDS = [
     "tokenizer",
     "data",
+    "pretrain",
+    "finetune",
+    "fill_mask",
 ]
 
 

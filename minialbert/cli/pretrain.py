@@ -45,6 +45,8 @@ def register(subparsers) -> None:
                    help="micro-batches per optimiser step (effective batch B*K)")
     o.add_argument("--steps", type=int, default=d.steps, help="total optimiser steps")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    o.add_argument("--bias-correction", action="store_true",
+                   help="adamw: torch.optim.AdamW's bias-corrected update instead of ALBERT's")
     o.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     o.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps (then linear decay to 0)")
     o.add_argument("--weight-decay", type=float, default=d.weight_decay)

@@ -1,0 +1,106 @@
+"""CLI smoke tests through minialbert.cli.main: pretrain -> fill-mask -> finetune (demo),
+and one-line errors for bad input. Tiny settings (seconds)."""
+import json
+
+import pytest
+
+from minialbert.cli import main
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from minialbert.data import load_default_corpus
+
+    docs = load_default_corpus(include_numpy=False)[:150]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n\n".join("\n".join(d) for d in docs), encoding="utf-8")
+    return str(path)
+
+
+TINY = ["--vocab-size", "400", "--seq-len", "32", "--batch-size", "8", "--steps", "4", "--warmup", "1",
+        "--log-every", "2", "--checkpoint-every", "2", "--peak-tflops", "0.1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "r"
+    assert main(["pretrain", "--corpus", corpus, "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_pretrain_writes_metrics_plots_and_a_hf_checkpoint(run_dir, capsys):
+    recs = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [2, 4]
+    for k in ("step", "loss", "mlm_loss", "mlm_accuracy", "sop_accuracy", "lr", "tokens_per_s"):
+        assert all(k in r for r in recs), k
+    assert {p.name for p in (run_dir / "plots").iterdir()} >= {"loss.png", "accuracy.png", "lr.png"}
+    ck = run_dir / "checkpoint"
+    for f in ("config.json", "model.safetensors", "spiece.model", "optimizer.safetensors",
+              "trainer_state.json", "manifest.json"):
+        assert (ck / f).is_file(), f
+    cfg = json.loads((ck / "config.json").read_text())
+    assert cfg["architectures"] == ["AlbertForPreTraining"] and cfg["vocab_size"] == 400
+
+
+def test_pretrain_loads_in_transformers(run_dir):
+    transformers = pytest.importorskip("transformers")
+    m = transformers.AlbertForPreTraining.from_pretrained(str(run_dir / "checkpoint"))
+    assert m.config.vocab_size == 400
+
+
+def test_fill_mask_output(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["fill-mask", str(run_dir), "the [MASK] of a list", "--top-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[MASK]:" and len(lines) == 4
+    probs = [float(l.split()[0]) for l in lines[1:]]
+    assert probs == sorted(probs, reverse=True) and all(0 < p <= 1 for p in probs)
+    assert main(["fill-mask", str(run_dir / "checkpoint"), "a [MASK] b [MASK]", "--top-k", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res) == 2 and all(len(r) == 2 for r in res)
+    assert set(res[0][0]) == {"token", "token_id", "score", "sequence"}
+
+
+def test_finetune_demo_task(run_dir, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", str(run_dir), "--task", "demo", "--epochs", "1",
+                 "--demo-per-class", "24", "--max-length", "32", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "eval_results.json").read_text())
+    assert res["label_names"] == ["asyncio", "email", "logging", "xml"]
+    assert 0.0 <= res["accuracy"] <= 1.0 and "mcc" in res and "f1" in res
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_resume_through_the_cli(corpus, tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["pretrain", "--corpus", corpus, "--out", out, *TINY, "--stop-at", "2"]) == 0
+    assert main(["pretrain", "--corpus", corpus, "--out", out, *TINY, "--resume"]) == 0
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["step"] == 4
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["pretrain", "--preset", "albert-gigantic"], "unknown preset 'albert-gigantic'"),
+    (["pretrain", "--batch-size", "100000"], "larger than the data"),
+    (["pretrain", "--resume"], "no checkpoint to resume"),
+    (["pretrain", "--seed", "5"], "holds run"),
+    (["finetune", "--task", "classification"], "needs --train"),
+    (["fill-mask", "RUN", "no mask here"], "no [MASK]"),
+])
+def test_bad_input_is_one_clear_line(argv, message, corpus, run_dir, tmp_path, capsys):
+    argv = [str(run_dir) if a == "RUN" else a for a in argv]
+    if argv[0] == "pretrain":
+        out = run_dir if "--seed" in argv else tmp_path / "new"
+        argv = [argv[0], *TINY, "--corpus", corpus, "--out", str(out), *argv[1:]]   # ours last: they win
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith(f"minialbert {argv[0]}: error:"), err
+    assert sorted(p.name for p in run_dir.rglob("*")) == before
+    assert not (tmp_path / "new").exists()
+
+
+def test_unknown_option_is_rejected(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain", "--learning-rat", "1"])
+    assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err

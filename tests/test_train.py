@@ -1,0 +1,191 @@
+"""Pretraining loop: exact resume, NaN stop, a falling loss, output-directory ownership,
+and the FLOP count behind MFU. Tiny settings throughout (seconds per run)."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minialbert import checkpoint as ckpt
+from minialbert import metrics as M
+from minialbert.config import AlbertConfig
+from minialbert.train import PretrainConfig, TrainingDiverged, pretrain
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """200 documents of the embedded corpus as a text file (blank line between documents)."""
+    from minialbert.data import load_default_corpus
+
+    docs = load_default_corpus(include_numpy=False)[:200]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n\n".join("\n".join(d) for d in docs), encoding="utf-8")
+    return str(path)
+
+
+def tiny(corpus, out, **kw):
+    base = dict(corpus=corpus, vocab_size=400, seq_len=32, batch_size=8, steps=6, lr=3e-3,
+                warmup=2, optimizer="adamw", out=str(out), progress=False, log_every=1,
+                checkpoint_every=3, eval_size=32, peak_tflops=0.1, plots=False)
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+def _quiet(*a, **k):
+    pass
+
+
+def _ckpt_arrays(path):
+    state = ckpt.load_checkpoint(path)
+    return state["model_state"], state["optimizer_state"], state["step"]
+
+
+@pytest.mark.parametrize("optimizer,grad_accum", [("lamb", 2), ("adamw", 1)])
+def test_resume_is_bit_exact(corpus, tmp_path, optimizer, grad_accum):
+    # uninterrupted 6 steps vs stopped after 3 (as if killed) and resumed to 6
+    full = tiny(corpus, tmp_path / "full", optimizer=optimizer, grad_accum=grad_accum)
+    pretrain(full, log=_quiet)
+    part = tiny(corpus, tmp_path / "part", optimizer=optimizer, grad_accum=grad_accum, stop_at=3)
+    s = pretrain(part, log=_quiet)
+    assert s["step"] == 3 and _ckpt_arrays(tmp_path / "part" / "checkpoint")[2] == 3
+    w3, _, _ = _ckpt_arrays(tmp_path / "part" / "checkpoint")
+    resumed = tiny(corpus, tmp_path / "part", optimizer=optimizer, grad_accum=grad_accum, resume=True)
+    s = pretrain(resumed, log=_quiet)
+    assert s["start_step"] == 3 and s["step"] == 6
+    wa, oa, sa = _ckpt_arrays(tmp_path / "full" / "checkpoint")
+    wb, ob, sb = _ckpt_arrays(tmp_path / "part" / "checkpoint")
+    assert sa == sb == 6
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert wa[k].dtype == wb[k].dtype and np.array_equal(wa[k], wb[k]), k
+    for k in oa["m"]:
+        assert np.array_equal(oa["m"][k], ob["m"][k]) and np.array_equal(oa["v"][k], ob["v"][k]), k
+    # and the weights did move after the resume: not a comparison of two frozen states
+    k = "albert.encoder.embedding_hidden_mapping_in.weight"
+    assert not np.array_equal(w3[k], wa[k])
+    # metrics.jsonl of the resumed run reads like the uninterrupted one
+    la = [r["loss"] for r in M.read_metrics(tmp_path / "full" / "metrics.jsonl")]
+    lb = [r["loss"] for r in M.read_metrics(tmp_path / "part" / "metrics.jsonl")]
+    assert la == lb and len(la) == 6
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(corpus, tmp_path):
+    def poison(step, model):
+        if step == 4:   # before the 5th update: checkpoints exist at steps 2 and 4
+            model.params["embeddings.LayerNorm.weight"][:] = np.nan
+
+    cfg = tiny(corpus, tmp_path / "r", steps=8, checkpoint_every=2)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 5.*step 4.*intact"):
+        pretrain(cfg, log=_quiet, hooks={"before_step": poison})
+    w, _, step = _ckpt_arrays(tmp_path / "r" / "checkpoint")   # verifies every hash
+    assert step == 4
+    assert all(np.isfinite(a).all() for a in w.values())
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["step"] == 4
+
+
+def test_short_run_lowers_the_loss(corpus, tmp_path):
+    cfg = tiny(corpus, tmp_path / "r", steps=40, batch_size=16, log_every=5, checkpoint_every=40)
+    s = pretrain(cfg, log=_quiet)
+    recs = M.read_metrics(tmp_path / "r" / "metrics.jsonl")
+    assert [r["step"] for r in recs] == list(range(5, 41, 5))
+    for r in recs:
+        for k in ("step", "loss", "mlm_loss", "mlm_accuracy", "sop_accuracy", "lr", "tokens_per_s", "mfu"):
+            assert k in r and r[k] is not None, k
+    # ln(400) = 6.0 at the start; a real margin, not noise (batch-to-batch spread is ~0.2)
+    assert recs[0]["mlm_loss"] - recs[-1]["mlm_loss"] > 0.7, [r["mlm_loss"] for r in recs]
+    assert recs[-1]["mlm_accuracy"] > recs[0]["mlm_accuracy"]
+    assert "eval_mlm_accuracy" in s["last"]
+
+
+def test_out_dir_ownership(corpus, tmp_path):
+    out = tmp_path / "r"
+    pretrain(tiny(corpus, out, steps=3), log=_quiet)
+    manifest = (out / "checkpoint" / "manifest.json").read_bytes()
+    metrics = (out / "metrics.jsonl").read_bytes()
+    # another run (different seed) into the same directory: refused
+    with pytest.raises(ValueError, match="holds run .* --resume .* --overwrite"):
+        pretrain(tiny(corpus, out, seed=1), log=_quiet)
+    # resuming with other settings: refused, naming the difference
+    with pytest.raises(ValueError, match=r"different settings.*--seed 0 -> 1"):
+        pretrain(tiny(corpus, out, seed=1, resume=True), log=_quiet)
+    # resuming a finished run without raising --steps
+    with pytest.raises(ValueError, match="already >= --steps"):
+        pretrain(tiny(corpus, out, steps=3, resume=True), log=_quiet)
+    assert (out / "checkpoint" / "manifest.json").read_bytes() == manifest
+    assert (out / "metrics.jsonl").read_bytes() == metrics
+    # a folder with someone else's files
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no minialbert run"):
+        pretrain(tiny(corpus, other), log=_quiet)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    # --overwrite replaces the run
+    s = pretrain(tiny(corpus, out, seed=1, overwrite=True, steps=2), log=_quiet)
+    assert s["step"] == 2 and _ckpt_arrays(out / "checkpoint")[2] == 2
+
+
+def test_bad_options_write_nothing(corpus, tmp_path):
+    out = tmp_path / "r"
+    with pytest.raises(ValueError, match="unknown preset"):
+        pretrain(tiny(corpus, out, preset="albert-huge"), log=_quiet)
+    with pytest.raises(ValueError, match="larger than the data"):
+        pretrain(tiny(corpus, out, batch_size=100000), log=_quiet)
+    with pytest.raises(ValueError, match="no checkpoint to resume"):
+        pretrain(tiny(corpus, out, resume=True), log=_quiet)
+    with pytest.raises(ValueError, match="--sentence-task"):
+        pretrain(tiny(corpus, out, sentence_task="xyz"), log=_quiet)
+    with pytest.raises(ValueError, match="--stop-at"):
+        pretrain(tiny(corpus, out, stop_at=99), log=_quiet)
+    assert not out.exists()
+
+
+def test_corrupt_checkpoint_is_a_clear_error(corpus, tmp_path):
+    out = tmp_path / "r"
+    pretrain(tiny(corpus, out, steps=3, stop_at=3), log=_quiet)
+    f = out / "checkpoint" / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:-100])                 # truncated
+    with pytest.raises(ckpt.CheckpointError, match="model.safetensors"):
+        pretrain(tiny(corpus, out, steps=6, resume=True), log=_quiet)
+
+
+# -- FLOPs and MFU -----------------------------------------------------------------------
+
+def test_train_flops_counts_each_application():
+    c = AlbertConfig.from_preset("tiny", vocab_size=1000)
+    B, T = 4, 32
+    E, H, I, L, V = c.embedding_size, c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
+    layer = 4 * H * H + 4 * H + 2 * H * I + I + H + 4 * H
+    per_tok = (E * H + H) + L * layer + 2 * L * T * H + (H * E + 3 * E + E * V + V)
+    want = 6 * (per_tok * B * T + (H * H + 3 * H + 2) * B)
+    assert M.train_flops(c, B, T) == pytest.approx(want, rel=1e-12)
+    # sharing changes the parameter count, not the arithmetic
+    none = AlbertConfig.from_preset("tiny", vocab_size=1000, sharing="none")
+    assert M.train_flops(none, B, T) == M.train_flops(c, B, T)
+    # gathering the masked positions only: decoder counted on those
+    n = 20
+    assert M.train_flops(c, B, T) - M.train_flops(c, B, T, n_predictions=n) == pytest.approx(
+        6 * (H * E + 3 * E + E * V + V) * (B * T - n))
+    assert M.train_flops(c, B, T, training=False) == pytest.approx(M.train_flops(c, B, T) / 3)
+
+
+def test_peak_flops_is_positive_and_finite():
+    peak = M.measure_peak_flops("cpu", n=256, repeats=3)
+    assert math.isfinite(peak) and peak > 1e8
+
+
+def test_metrics_log_truncates_on_resume(tmp_path):
+    p = tmp_path / "m.jsonl"
+    with M.MetricsLog(p) as log:
+        for s in range(1, 6):
+            log.write({"step": s, "loss": float(s), "x": np.float32(1.5)})
+    with open(p, "a") as f:
+        f.write('{"step": 6, "lo')                       # a run killed mid-write
+    with M.MetricsLog(p, resume_step=3) as log:
+        log.write({"step": 4, "loss": 40.0})
+    assert [(r["step"], r["loss"]) for r in M.read_metrics(p)] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
+    pngs = M.plot_metrics([{"step": 1, "loss": 2.0, "mlm_accuracy": 0.1, "sop_accuracy": 0.5},
+                           {"step": 2, "loss": 1.0, "mlm_accuracy": 0.2, "sop_accuracy": 0.6}], tmp_path / "plots")
+    assert {Path(p).name for p in pngs} == {"loss.png", "accuracy.png"}
+    assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
