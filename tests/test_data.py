@@ -103,19 +103,31 @@ def test_single_piece_words_fill_the_budget_exactly(T, seed, prob):
     np.testing.assert_array_equal(out[keep], ids[keep])         # nothing else changes
 
 
-def test_ngram_lengths_follow_one_over_n():
-    # The first span of a sequence is accepted whatever n is drawn (no overlap yet, the
-    # budget of 19 fits a 3-gram), so its drawn n is one fresh sample of p(n).
+@pytest.mark.parametrize("T", [128, 13])
+def test_ngram_lengths_follow_one_over_n(T):
+    # The first span of a sequence is accepted whatever n is drawn (no overlap yet; at T=128
+    # the budget of 19 fits a 3-gram, at T=13 the budget of 2 does not, so a drawn 3 must
+    # fall back to a 2-gram as in the reference), so its drawn n is one fresh sample of
+    # p(n) and its used length is min(n, words left from its start, budget) for a start
+    # uniform over the W words.
     fake = FakeTokenizer()
     rng = np.random.default_rng(0)
-    ids = np.arange(100, 228, dtype=np.int32)
-    ids[0], ids[64], ids[-1] = CLS, SEP, SEP
-    N = 12_000
+    ids = np.arange(100, 100 + T, dtype=np.int32)
+    ids[0], ids[T // 2], ids[-1] = CLS, SEP, SEP
+    W, budget = T - 3, min(20, max(1, round(0.15 * T)))
+    N = 12_000 if T == 128 else 6_000
     first = [mask_tokens(ids, rng, fake._word_start_table, fake.vocab_size, MASK, (CLS, SEP),
-                         return_ngrams=True)[3][0][0] for _ in range(N)]
-    freq = np.bincount(first, minlength=4)[1:] / N
-    for p, f in zip(ngram_probs(3), freq):
-        assert abs(f - p) < 4 * se(p, N), (freq, ngram_probs(3))
+                         return_ngrams=True)[3][0] for _ in range(N)]
+    drawn = np.bincount([f[0] for f in first], minlength=4)[1:] / N
+    used = np.bincount([f[1] for f in first], minlength=4)[1:] / N
+    p = ngram_probs(3)
+    q = np.zeros(3)
+    for idx in range(W):
+        for n in (1, 2, 3):
+            q[min(n, W - idx, budget) - 1] += p[n - 1] / W
+    for want, got in ((p, drawn), (q, used)):
+        for a, f in zip(want, got):
+            assert abs(f - a) < 4 * se(a, N) + 1e-12, (got, want)
 
 
 def test_whole_words_are_masked_together():
