@@ -266,6 +266,101 @@ def test_masked_fraction_matches_budget_on_real_text(tok, corpus):
     assert (got == budget).mean() > 0.99 and got.sum() / budget.sum() > 0.99
 
 
+def _docs_of_lengths(lengths, stride=10_000):
+    """Pre-tokenized documents from sentence lengths (one list per document), numbered as
+    numbered_documents; returns (docs, where) with where[id] = (doc, sentence, position)."""
+    docs, where = [], {}
+    for d, lens in enumerate(lengths):
+        k, doc = d * stride + 5, []
+        for j, n in enumerate(lens):
+            doc.append(list(range(k, k + n)))
+            where.update({k + i: (d, j, i) for i in range(n)})
+            k += n
+        docs.append(doc)
+    return docs, where
+
+
+def _in_order(e):
+    """(first, second) segment in document order (undo an SOP swap)."""
+    ids, seps = _segments(e)
+    a, b = ids[1:seps[0]], ids[seps[0] + 1:seps[1]]
+    return (b, a) if e["sentence_order_label"] == 1 else (a, b)
+
+
+def test_truncation_cuts_the_longer_segment_front_or_back_half_the_time():
+    # two sentences of 40-60 tokens: the chunk is both (a_end = 1), 80-120 tokens cut to 61,
+    # so the cut at each end of A = sentence 0 and B = sentence 1 is known exactly
+    rng = np.random.default_rng(5)
+    lens = [[int(rng.integers(40, 61)), int(rng.integers(40, 61))] for _ in range(300)]
+    docs, where = _docs_of_lengths(lens)
+    ex = create_pretraining_examples(docs, FakeTokenizer(), 64, seed=3, short_seq_prob=0, dupe_factor=2)
+    front = removed = 0
+    for e in ex:
+        a, b = _in_order(e)
+        d = where[int(a[0])][0]
+        assert len(a) + len(b) == 61 and abs(len(a) - len(b)) <= 1   # longer one cut first
+        for seg, j in ((a, 0), (b, 1)):
+            assert where[int(seg[0])][:2] == (d, j) == where[int(seg[-1])][:2]
+            f, back = where[int(seg[0])][2], lens[d][j] - 1 - where[int(seg[-1])][2]
+            front, removed = front + f, removed + f + back
+    assert removed > 20_000
+    assert abs(front / removed - 0.5) < 4 * se(0.5, removed), (front, removed)
+
+
+def test_a_end_is_uniform_over_the_chunk():
+    # five short sentences (<= 40 tokens in all < the target 61): the chunk is the whole
+    # document and A is its first a_end sentences, a_end uniform on 1..4
+    rng = np.random.default_rng(6)
+    docs, where = _docs_of_lengths([[int(rng.integers(2, 9)) for _ in range(5)] for _ in range(1000)], 1000)
+    ex = create_pretraining_examples(docs, FakeTokenizer(), 64, seed=4, short_seq_prob=0, dupe_factor=3)
+    a_end = np.array([where[int(_in_order(e)[0][-1])][1] + 1 for e in ex])
+    assert len(ex) == 3000 and set(a_end.tolist()) == {1, 2, 3, 4}
+    for k in (1, 2, 3, 4):
+        assert abs((a_end == k).mean() - 0.25) < 4 * se(0.25, len(ex))
+
+
+def test_short_seq_prob_draws_a_uniform_shorter_target():
+    # As the reference, the target length is drawn once per document (per pass): 61 with
+    # p 0.9, else randint(2, 61). With one-token sentences a chunk stops exactly at the
+    # target, so a document's first example (never its last: 70 tokens > 61) is the target.
+    docs, where = _docs_of_lengths([[1] * 70] * 600, stride=1000)
+    ex = create_pretraining_examples(docs, FakeTokenizer(), 64, seed=5, dupe_factor=4, shuffle=False)
+    targets, prev = [], None
+    for e in ex:
+        a, b = _in_order(e)
+        assert b[0] == a[-1] + 1                                # consecutive, never truncated
+        if where[int(a[0])][0] != prev:                         # first example of a (pass, document)
+            targets.append(len(a) + len(b))
+        prev = where[int(a[0])][0]
+    targets = np.array(targets)
+    N, p_short = len(targets), 0.1 * 59 / 60                    # randint(2, 61) < 61
+    assert N == 2400 and targets.max() == 61 and targets.min() >= 2
+    assert abs((targets < 61).mean() - p_short) < 4 * se(p_short, N), ((targets < 61).mean(), N)
+    short = targets[targets < 61]
+    assert abs(short.mean() - 31) < 4 * np.sqrt((59 ** 2 - 1) / 12 / len(short))   # uniform on 2..60
+
+
+def test_nsp_random_b_starts_at_a_uniform_sentence():
+    # NSP negatives: B is read from a random other document from a uniformly drawn sentence
+    rng = np.random.default_rng(7)
+    docs, where = _docs_of_lengths([[int(rng.integers(2, 6)) for _ in range(10)] for _ in range(300)])
+    ex = create_pretraining_examples(docs, FakeTokenizer(), 256, seed=6, sentence_task="nsp", dupe_factor=6)
+    starts = []
+    for e in ex:
+        ids, seps = _segments(e)
+        a, b = ids[1:seps[0]], ids[seps[0] + 1:seps[1]]
+        if e["sentence_order_label"] == 1:
+            d, j, i = where[int(b[0])]
+            assert i == 0 and where[int(a[0])][0] != d          # whole sentences of another document
+            starts.append(j)
+    starts = np.array(starts)
+    N = len(starts)
+    assert N > 1000
+    for j in (0, 9):
+        assert abs((starts == j).mean() - 0.1) < 4 * se(0.1, N), (np.bincount(starts), N)
+    assert abs(starts.mean() - 4.5) < 4 * np.sqrt(99 / 12 / N)   # uniform on 0..9: variance 99/12
+
+
 def test_one_sentence_quirk_flag():
     fake = FakeTokenizer()
     docs = numbered_documents(300, np.random.default_rng(4), min_sent=1, max_sent=1)
