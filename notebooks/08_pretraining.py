@@ -144,30 +144,25 @@ plt.tight_layout(); plt.show()
 # %% [markdown]
 # ## Fill in the blanks, before and after
 #
-# The checkpoint is a HuggingFace-format directory; load it, mask a word, and read the
-# most probable pieces at that position. The untrained model (same architecture, seed 0)
-# guesses at random; after a few dozen steps the guesses are frequent words of the corpus,
-# and with a longer run they start to fit the context.
+# The checkpoint is a HuggingFace-format directory with the tokenizer beside it;
+# `fill_mask` (what `minialbert fill-mask RUN "text with [MASK]"` prints) reads the most
+# probable pieces at each mask. For "before" we save the untrained model (same
+# architecture, seed 0) the same way. It guesses at random; after a few dozen steps the
+# guesses are the corpus's most frequent pieces, and with a longer run (`STEPS`) they
+# start to fit the context.
 
 # %%
-tok = minialbert.Tokenizer(out_dir / "spiece.model")
+from minialbert.cli.fill_mask import fill_mask
+
 trained = minialbert.from_pretrained(out_dir / "checkpoint")
-untrained = minialbert.AlbertForPreTraining(trained.config, seed=0).eval()
-
-
-def fill_mask(model, text_left, text_right, k=5):
-    ids = [tok.cls_id] + tok.encode(text_left) + [tok.mask_id] + tok.encode(text_right) + [tok.sep_id]
-    pos = 1 + len(tok.encode(text_left))
-    logits = model.forward(np.array([ids]), full_logits=True).prediction_logits[0, pos]
-    p = np.exp(logits - logits.max()); p /= p.sum()
-    top = np.argsort(-p)[:k]
-    return [(tok.id_to_piece(int(i)), round(float(p[i]), 3)) for i in top]
-
-
-for left, right in (("return the", "of the list."), ("raise a", "if the value is invalid.")):
-    print(f"{left} [MASK] {right}")
-    print("   before:", fill_mask(untrained, left, right))
-    print("   after: ", fill_mask(trained, left, right))
+before_dir = out_dir.parent / "untrained"
+minialbert.AlbertForPreTraining(trained.config, seed=0).save_pretrained(before_dir)
+(before_dir / "spiece.model").write_bytes((out_dir / "spiece.model").read_bytes())
+for text in ("return the [MASK] of the list.", "raise a [MASK] if the value is invalid."):
+    print(text)
+    for name, d in (("before", before_dir), ("after", out_dir)):
+        preds = fill_mask(d, text, top_k=5)[0]
+        print(f"   {name:6s}", [(p["token"], round(p["score"], 3)) for p in preds])
 
 # %% [markdown]
 # ## Check: our LAMB step is the library's, and the loss fell
