@@ -95,9 +95,7 @@ class _MLMMixin:
         labels are given, as TF's ``gather_indexes``): the decoder E->V is the largest matmul
         of a pretraining step, and ~15% of positions are labelled."""
         c = self.config
-        B, T, H = seq.shape
-        if labels is not None:
-            labels = self._labels("labels", labels, (B, T))
+        B, T, H = seq.shape                       # labels: (B, T), checked by the caller's forward
         gather = (labels is not None) if full_logits is None else not full_logits
         if gather and labels is None:
             raise ValueError("full_logits=False needs labels: they say which positions to decode")
@@ -148,9 +146,16 @@ class AlbertForPreTraining(_MLMMixin, AlbertPreTrainedModel):
         Returns: AlbertOutput with loss, mlm_loss, sop_loss, prediction_logits ((B, T, V) or
         (N, V) with masked_positions), sop_logits (B, C), last_hidden_state, pooler_output."""
         c, p = self.config, self.params
+        # labels first: a bad label is a ValueError before any arithmetic
+        input_ids = self._begin_forward(input_ids)
+        B, T = input_ids.shape
+        if labels is not None:
+            labels = self._labels("labels", labels, (B, T), num_classes=c.vocab_size)
+        if sentence_order_label is not None:
+            sentence_order_label = self._labels("sentence_order_label", sentence_order_label, (B,),
+                                                num_classes=c.num_labels)
         seq, pooled, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
                                                  output_attentions, output_hidden_states)
-        B = seq.shape[0]
         logits, pos, targets, c_mlm = self._mlm_forward(seq, labels, full_logits)
         sop_logits, c_sop = classifier_forward(pooled, p["sop_classifier.weight"], p["sop_classifier.bias"],
                                                c.classifier_dropout_prob or 0.0, self.rng, self.training)
@@ -158,8 +163,7 @@ class AlbertForPreTraining(_MLMMixin, AlbertPreTrainedModel):
         if targets is not None:
             mlm_loss, c_mce = cross_entropy_forward(logits, targets)
         if sentence_order_label is not None:
-            sol = self._labels("sentence_order_label", sentence_order_label, (B,))
-            sop_loss, c_sce = cross_entropy_forward(sop_logits, sol)
+            sop_loss, c_sce = cross_entropy_forward(sop_logits, sentence_order_label)
         if mlm_loss is not None and sop_loss is not None:
             loss = mlm_loss + sop_loss                   # HF: a loss only when both labels are given
         out = AlbertOutput(loss=loss, prediction_logits=logits, sop_logits=sop_logits,
@@ -194,6 +198,9 @@ class AlbertForMaskedLM(_MLMMixin, AlbertPreTrainedModel):
         """Inputs as AlbertForPreTraining (no sentence_order_label).
         Returns: AlbertOutput with loss, logits ((B, T, V) or (N, V) gathered), masked_positions,
         last_hidden_state."""
+        input_ids = self._begin_forward(input_ids)
+        if labels is not None:
+            labels = self._labels("labels", labels, input_ids.shape, num_classes=self.config.vocab_size)
         seq, _, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
                                             output_attentions, output_hidden_states)
         logits, pos, targets, c_mlm = self._mlm_forward(seq, labels, full_logits)
@@ -240,13 +247,10 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         regression, or (B, C) floats in [0, 1] for multi-label.
         Returns: AlbertOutput with loss, logits (B, C), last_hidden_state, pooler_output."""
         c, p = self.config, self.params
-        seq, pooled, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
-                                                 output_attentions, output_hidden_states)
-        B, C = pooled.shape[0], c.num_labels
-        logits, c_cls = classifier_forward(pooled, p["classifier.weight"], p["classifier.bias"],
-                                           c.classifier_dropout_prob or 0.0, self.rng, self.training)
-        loss = c_loss = kind = None
-        if labels is not None:
+        input_ids = self._begin_forward(input_ids)
+        B, C = input_ids.shape[0], c.num_labels
+        kind = lab = None
+        if labels is not None:              # checked before the encoder runs
             if not hasattr(labels, "dtype"):
                 labels = np.asarray(labels)
             kind = self.problem_type(labels)
@@ -255,13 +259,26 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
                 shape = (B,) if C == 1 else (B, C)
                 lab = labels.reshape(-1) if C == 1 and labels.size == B else labels
                 lab = self._labels("labels", lab, shape, dtype=self.dtype)
-                loss, c_loss = mse_forward(logits.reshape(shape), lab)
             elif kind == "single_label_classification":
-                lab = self._labels("labels", labels.reshape(-1) if labels.size == B else labels, (B,))
-                loss, c_loss = cross_entropy_forward(logits, lab)
+                lab = self._labels("labels", labels.reshape(-1) if labels.size == B else labels, (B,),
+                                   num_classes=C)
             else:
                 lab = self._labels("labels", labels, (B, C), dtype=self.dtype)
-                loss, c_loss = bce_with_logits_forward(logits, lab)
+                lo, hi = float(lab.min()), float(lab.max())
+                if lo < 0.0 or hi > 1.0:
+                    raise ValueError(f"labels for multi-label classification must lie in [0, 1], "
+                                     f"got values in [{lo}, {hi}]")
+        seq, pooled, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
+                                                 output_attentions, output_hidden_states)
+        logits, c_cls = classifier_forward(pooled, p["classifier.weight"], p["classifier.bias"],
+                                           c.classifier_dropout_prob or 0.0, self.rng, self.training)
+        loss = c_loss = None
+        if kind == "regression":
+            loss, c_loss = mse_forward(logits.reshape(lab.shape), lab)
+        elif kind == "single_label_classification":
+            loss, c_loss = cross_entropy_forward(logits, lab)
+        elif kind is not None:
+            loss, c_loss = bce_with_logits_forward(logits, lab)
         out = AlbertOutput(loss=loss, logits=logits, last_hidden_state=seq, pooler_output=pooled,
                            hidden_states=hs, attentions=att)
         return self._record(out, enc, cls=c_cls, loss_cache=c_loss, kind=kind, logits_shape=logits.shape)
@@ -300,6 +317,9 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
         """Inputs: input_ids etc. (B, T); labels (B, T) in [0, C) or -100.
         Returns: AlbertOutput with loss, logits (B, T, C), last_hidden_state."""
         c, p = self.config, self.params
+        input_ids = self._begin_forward(input_ids)
+        if labels is not None:
+            labels = self._labels("labels", labels, input_ids.shape, num_classes=c.num_labels)
         seq, _, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
                                             output_attentions, output_hidden_states)
         drop = c.classifier_dropout_prob if c.classifier_dropout_prob is not None else c.hidden_dropout_prob
@@ -307,8 +327,7 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
                                            drop, self.rng, self.training)          # (B, T, C)
         loss = c_ce = None
         if labels is not None:
-            lab = self._labels("labels", labels, seq.shape[:2])
-            loss, c_ce = cross_entropy_forward(logits, lab)
+            loss, c_ce = cross_entropy_forward(logits, labels)
         out = AlbertOutput(loss=loss, logits=logits, last_hidden_state=seq, hidden_states=hs, attentions=att)
         return self._record(out, enc, cls=c_cls, ce=c_ce)
 
@@ -343,21 +362,26 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
         """Inputs: input_ids etc. (B, T); start_positions, end_positions (B,) ints.
         Returns: AlbertOutput with loss, start_logits, end_logits (B, T), last_hidden_state."""
         p = self.params
+        input_ids = self._begin_forward(input_ids)
+        B, T = input_ids.shape
+        xp = get_array_module(input_ids)
+        with_loss = start_positions is not None and end_positions is not None
+        if with_loss:                            # checked before the encoder runs
+            def positions(name, x):
+                x = x if hasattr(x, "dtype") else np.asarray(x)
+                x = self._labels(name, x.reshape(-1) if x.size == B else x, (B,))
+                return xp.clip(x, 0, T)          # out-of-range answers -> T, which is ignored (HF)
+            start_positions = positions("start_positions", start_positions)
+            end_positions = positions("end_positions", end_positions)
         seq, _, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
                                             output_attentions, output_hidden_states)
-        B, T = seq.shape[:2]
-        xp = get_array_module(seq)
         logits, c_qa = linear_forward(seq, p["qa_outputs.weight"], p["qa_outputs.bias"])  # (B, T, 2)
         start = xp.ascontiguousarray(logits[..., 0])                                      # (B, T)
         end = xp.ascontiguousarray(logits[..., 1])                                        # (B, T)
         loss = c_s = c_e = None
-        if start_positions is not None and end_positions is not None:
-            def positions(name, x):
-                x = x if hasattr(x, "dtype") else np.asarray(x)
-                x = self._labels(name, x.reshape(-1) if x.size == B else x, (B,))
-                return xp.clip(x, 0, T)          # out-of-range answers -> T, which is ignored
-            ls, c_s = cross_entropy_forward(start, positions("start_positions", start_positions), ignore_index=T)
-            le, c_e = cross_entropy_forward(end, positions("end_positions", end_positions), ignore_index=T)
+        if with_loss:
+            ls, c_s = cross_entropy_forward(start, start_positions, ignore_index=T)
+            le, c_e = cross_entropy_forward(end, end_positions, ignore_index=T)
             loss = (ls + le) / 2
         out = AlbertOutput(loss=loss, start_logits=start, end_logits=end, last_hidden_state=seq,
                            hidden_states=hs, attentions=att)
@@ -396,8 +420,10 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         """Inputs: input_ids, token_type_ids, attention_mask (B, C, T); labels (B,) in [0, C).
         Returns: AlbertOutput with loss, logits (B, C)."""
         c, p = self.config, self.params
-        input_ids = self._as_input("input_ids", input_ids, ndim=3)
+        input_ids = self._begin_forward(input_ids, ndim=3)
         B, C, T = input_ids.shape
+        if labels is not None:
+            labels = self._labels("labels", labels, (B,), num_classes=C)
 
         def flat(name, x):
             if x is None:
@@ -414,7 +440,7 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         logits = logits.reshape(B, C)
         loss = c_ce = None
         if labels is not None:
-            loss, c_ce = cross_entropy_forward(logits, self._labels("labels", labels, (B,)))
+            loss, c_ce = cross_entropy_forward(logits, labels)
         out = AlbertOutput(loss=loss, logits=logits, hidden_states=hs, attentions=att)
         return self._record(out, enc, cls=c_cls, ce=c_ce)
 

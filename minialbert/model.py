@@ -31,7 +31,7 @@ import numpy as np
 
 from .backend import Random, check_device, device_of, get_array_module, resolve_dtype, to_device
 from .config import AlbertConfig, count_parameters
-from .layers import (ATTENTION_PARAMS, FFN_PARAMS, attention_backward, attention_forward,
+from .layers import (ATTENTION_PARAMS, FFN_PARAMS, IGNORE_INDEX, attention_backward, attention_forward,
                      dropout_backward, dropout_forward, embedding_backward, embedding_forward,
                      feedforward_backward, feedforward_forward, layernorm_backward,
                      layernorm_forward, linear_backward, linear_forward, make_attention_mask,
@@ -226,6 +226,12 @@ class AlbertPreTrainedModel:
         return self
 
     # -- input checks ----------------------------------------------------------------
+    def _begin_forward(self, input_ids, ndim=2):
+        """Start a forward: drop the previous forward's caches (a forward that fails on bad
+        input must not leave them behind for backward()) and check input_ids."""
+        self._tape = None
+        return self._as_input("input_ids", input_ids, ndim)
+
     def _as_input(self, name, x, ndim=2):
         """Integer ids on the model's device, checked for type and rank."""
         xp = get_array_module(*self.params.values())
@@ -257,21 +263,38 @@ class AlbertPreTrainedModel:
             attention_mask = self._as_input("attention_mask", attention_mask)
             if attention_mask.shape != input_ids.shape:
                 raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {(B, T)}")
+            # one host sync for both checks; other values would not mean "attend"/"padding"
+            # (HF's (1 - mask) * finfo.min turns a 2 into a huge *positive* score)
+            lo, hi = (int(v) for v in xp.stack((attention_mask.min(), attention_mask.max())).tolist())
+            if lo < 0 or hi > 1:
+                raise ValueError(f"attention_mask must hold 1 (attend) and 0 (padding) only, "
+                                 f"got values in [{lo}, {hi}]")
             # an all-ones mask changes nothing (HF 5.x then passes no mask at all)
-            if bool(xp.all(attention_mask > 0)):
+            if lo == 1:
                 attention_mask = None
         return input_ids, token_type_ids, attention_mask
 
-    def _labels(self, name, x, shape, dtype=None):
-        """Labels on the model's device with the given shape (integers unless dtype)."""
-        if device_of(x) != self.device or not hasattr(x, "dtype"):
-            x = to_device(np.asarray(x), self.device)
+    def _labels(self, name, x, shape, dtype=None, num_classes=None):
+        """Labels on the model's device with the given shape (integers unless dtype).
+        ``num_classes``: class labels, each in [0, num_classes) or IGNORE_INDEX (-100, not
+        counted, as HF's CrossEntropyLoss), checked here so the error names the argument."""
+        if not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        if device_of(x) != self.device:
+            x = to_device(x, self.device)             # never np.asarray: CuPy refuses implicit copies
         if tuple(x.shape) != tuple(shape):
             raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
         if dtype is not None:
             return x.astype(dtype, copy=False)
         if x.dtype.kind not in "iu":
             raise ValueError(f"{name} must be an integer array, got dtype {x.dtype}")
+        if num_classes is not None:
+            counted = x[x != IGNORE_INDEX]
+            if counted.size:
+                lo, hi = (int(v) for v in get_array_module(x).stack((counted.min(), counted.max())).tolist())
+                if lo < 0 or hi >= num_classes:
+                    raise ValueError(f"{name} must lie in [0, {num_classes}) or be {IGNORE_INDEX} (ignored), "
+                                     f"got values in [{lo}, {hi}]")
         return x
 
     def _dropout_rng(self):
@@ -286,6 +309,7 @@ class AlbertPreTrainedModel:
         """Embeddings -> projection -> L layer applications -> pooler.
         Returns: seq (B, T, H), pooled (B, H) or None, attentions, hidden_states, cache."""
         c, p = self.config, self.params
+        input_ids = self._begin_forward(input_ids)
         input_ids, token_type_ids, attention_mask = self._prepare(input_ids, token_type_ids, attention_mask)
         B, T = input_ids.shape
         rng, training = self._dropout_rng(), self.training
