@@ -260,6 +260,26 @@ def test_checkpoint_shape_mismatch_is_a_clear_error(tmp_path):
         ma.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("change, msg", [
+    (dict(vocab_size=40), r"'albert.embeddings.word_embeddings.weight' has shape \(31, 6\), but the config "
+                          r"implies \(40, 6\): config.json and model.safetensors do not match"),
+    (dict(embedding_size=4), r"embeddings.*has shape \(31, 6\), but the config implies \(31, 4\)"),
+    (dict(num_hidden_groups=2), r"checkpoint lacks 'albert.encoder.albert_layer_groups.1.albert_layers.0.*"
+                                r"needed by AlbertForPreTraining"),
+    (dict(num_labels=3), r"sop_classifier.classifier.weight' has shape \(2, 8\), but the config implies \(3, 8\)"),
+])
+def test_checkpoint_that_does_not_match_its_config_names_the_tensor(tmp_path, change, msg):
+    import json  # noqa: PLC0415
+    hf = hf_model("AlbertForPreTraining", {}, "float32", 0)
+    hf.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg.update(change)
+    cfg.pop("id2label", None), cfg.pop("label2id", None)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=msg):
+        ma.from_pretrained(tmp_path)
+
+
 def test_legacy_position_ids_buffer_is_skipped(tmp_path):
     from safetensors.numpy import load_file, save_file  # noqa: PLC0415
     hf = hf_model("AlbertForMaskedLM", {}, "float32", 0)

@@ -581,3 +581,26 @@ def test_save_and_load_round_trip(tmp_path, sharing):
                                 num_labels=2)
     assert sorted(qa.missing_keys) == ["qa_outputs.bias", "qa_outputs.weight"]
     np.testing.assert_array_equal(qa.params["encoder.ffn.0.ffn.weight"], m.params["encoder.ffn.0.ffn.weight"])
+
+
+def test_native_checkpoint_that_does_not_match_its_config_is_a_clear_error(tmp_path):
+    """sharing modes HF cannot express are saved with minialbert's names; a tensor whose shape
+    disagrees with config.json, or one that is missing, is a ValueError naming it."""
+    import json  # noqa: PLC0415
+    from safetensors.numpy import load_file, save_file  # noqa: PLC0415
+    c = small_config(sharing="ffn", num_hidden_layers=2)
+    ma.AlbertForPreTraining(c).save_pretrained(tmp_path)
+    cfg_file = tmp_path / "config.json"
+    good = cfg_file.read_text()
+    cfg_file.write_text(json.dumps({**json.loads(good), "intermediate_size": 11}))
+    with pytest.raises(ValueError, match=r"'minialbert.encoder.ffn.0.ffn.weight' has shape \(7, 6\), "
+                                         r"but the config implies \(11, 6\)"):
+        ma.from_pretrained(tmp_path)
+    cfg_file.write_text(good)
+    st_file = tmp_path / "model.safetensors"
+    tensors = load_file(st_file)
+    del tensors["minialbert.encoder.attention.1.dense.bias"]   # sharing="ffn": 2 attention blocks
+    save_file(tensors, st_file)
+    with pytest.raises(ValueError, match=r"checkpoint lacks 'minialbert.encoder.attention.1.dense.bias' "
+                                         r"\(shape \(6,\)\) needed by AlbertForPreTraining"):
+        ma.from_pretrained(tmp_path)
