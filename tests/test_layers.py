@@ -406,6 +406,29 @@ def test_cross_entropy_finite_for_extreme_logits(xp, dtype, N, C, seed):
     np.testing.assert_allclose(float(loss), -lp[np.arange(N), labels].mean(), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "bce_with_logits"])
+def test_loss_backward_keeps_float32_whatever_the_upstream_scalar(xp, loss):
+    # a float64 NumPy scalar or 0-d array is not "weak" under NumPy 2 promotion: multiplied in
+    # as is, it turns the float32 gradient, and every backward after it, into float64
+    r = np.random.default_rng(0)
+    logits = uniform(xp, r, (3, 4), dtype=np.float32)
+    if loss == "cross_entropy":
+        _, cache = cross_entropy_forward(logits, xp.asarray(np.array([0, -100, 3])))
+        bwd = cross_entropy_backward
+    elif loss == "mse":
+        _, cache = mse_forward(logits, uniform(xp, r, (3, 4), dtype=np.float32))
+        bwd = mse_backward
+    else:
+        _, cache = bce_with_logits_forward(logits, uniform(xp, r, (3, 4), 0.0, 1.0, np.float32))
+        bwd = bce_with_logits_backward
+    ref = to_numpy(bwd(1.5, cache))
+    assert ref.dtype == np.float32
+    for dloss in (np.float64(1.5), np.array(1.5), xp.asarray(np.float64(1.5)), np.float32(1.5)):
+        d = bwd(dloss, cache)
+        assert d.dtype == np.float32, (type(dloss), d.dtype)
+        np.testing.assert_array_equal(to_numpy(d), ref)
+
+
 # --- one small instance of every layer, for the properties that hold for all of them ------
 
 def small_case(name, xp, dtype, r, device="cpu"):

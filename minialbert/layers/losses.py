@@ -12,6 +12,13 @@ from ._check import check_float, check_ids
 IGNORE_INDEX = -100
 
 
+def _upstream(dloss, like):
+    """The upstream scalar gradient as a 0-d array of ``like``'s dtype, on its device. A Python
+    float would be harmless, but a float64 NumPy scalar or 0-d array is not "weak" under NumPy 2's
+    promotion rules and would turn a float32 gradient (and the whole backward after it) into float64."""
+    return get_array_module(like).asarray(dloss, dtype=like.dtype)
+
+
 def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
     """Inputs: logits (..., C), labels (...) integers in [0, C) or ``ignore_index``.
     Returns: loss = mean over counted positions of -log softmax(logits)[label]
@@ -44,7 +51,7 @@ def cross_entropy_backward(dloss, cache):
     xp = get_array_module(P)
     d = P.copy()                                               # (N, C)
     d[xp.arange(d.shape[0]), y_safe] -= 1.0
-    d *= (valid / n_valid * dloss).astype(d.dtype)[:, None]
+    d *= (valid * (_upstream(dloss, d) / n_valid))[:, None]     # (N, 1): 0 on ignored rows
     return d.reshape(shape)
 
 
@@ -61,7 +68,7 @@ def mse_backward(dloss, cache):
     """Inputs: dloss, the upstream scalar. Returns: dpred = 2 (pred - target) dloss / M,
     shaped like pred (M = pred.size)."""
     (diff,) = cache
-    return diff * (2.0 * dloss / diff.size)
+    return diff * (_upstream(dloss, diff) * (2.0 / diff.size))
 
 
 def bce_with_logits_forward(logits, targets):
@@ -86,4 +93,4 @@ def bce_with_logits_backward(dloss, cache):
     logits, t = cache
     xp = get_array_module(logits)
     sig = 1.0 / (1.0 + xp.exp(-logits))
-    return (sig - t) * (dloss / logits.size)
+    return (sig - t) * (_upstream(dloss, logits) / logits.size)
