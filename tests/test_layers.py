@@ -429,6 +429,14 @@ def test_loss_backward_keeps_float32_whatever_the_upstream_scalar(xp, loss):
         np.testing.assert_array_equal(to_numpy(d), ref)
 
 
+def test_layernorm_eps_of_another_dtype_does_not_upcast(xp):
+    # config values may arrive as NumPy float64 scalars (np.float64 is a Python float subclass)
+    r = np.random.default_rng(0)
+    x, g, b = (uniform(xp, r, s, dtype=np.float32) for s in ((2, 3, 4), (4,), (4,)))
+    y, (xhat, rstd, _) = layernorm_forward(x, g, b, eps=np.float64(1e-12))
+    assert y.dtype == xhat.dtype == rstd.dtype == np.float32
+
+
 # --- one small instance of every layer, for the properties that hold for all of them ------
 
 def small_case(name, xp, dtype, r, device="cpu"):

@@ -231,6 +231,52 @@ def test_pretraining_model_gradient_hypothesis(L, G, inner, NH, HS, E, B, T, sha
                           forward_kw={"full_logits": full})
 
 
+def _float_arrays(obj, path="tape", depth=0):
+    """(path, dtype) of every floating-point NumPy array inside nested tuples/lists/dicts."""
+    if isinstance(obj, np.ndarray):
+        return [(path, obj.dtype)] if obj.dtype.kind == "f" else []
+    if isinstance(obj, (tuple, list)) and depth < 8:
+        return [a for i, v in enumerate(obj) for a in _float_arrays(v, f"{path}[{i}]", depth + 1)]
+    if isinstance(obj, dict) and depth < 8:
+        return [a for k, v in obj.items() for a in _float_arrays(v, f"{path}[{k!r}]", depth + 1)]
+    return []
+
+
+@pytest.mark.parametrize("head", list(CLASSES) + ["regression", "multi_label"])
+def test_float32_model_keeps_every_cached_intermediate_float32(head, monkeypatch):
+    """Speed: float32 throughout. Every activation kept for the backward, every output and every
+    gradient is float32, also with float64 labels/upstream gradients from the caller."""
+    cls = CLASSES.get(head, ma.AlbertForSequenceClassification)
+    C = {"question_answering": 2, "regression": 1}.get(head, 3)
+    c = small_config(num_labels=C, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+                     classifier_dropout_prob=0.1)
+    m = cls(c).train()
+    kw = labels_for(cls, c, 2, 5, 0)
+    if head in ("regression", "multi_label"):          # float64 labels: MSE / BCE with logits
+        kw = {"labels": np.random.default_rng(0).random((2,) if C == 1 else (2, C))}
+    out = m.forward(**inputs_for(cls, c, 2, 5, 0), **kw, output_attentions=True, output_hidden_states=True)
+    found = _float_arrays(m._tape) + _float_arrays({k: getattr(out, k) for k in out.keys()}, "out")
+    assert len(found) > 50
+    assert [a for a in found if a[1] != np.float32] == []
+    go = upstream(out, np.random.default_rng(0), with_loss=False)           # float64 NumPy arrays
+    if out.loss is not None:
+        go["loss"] = np.float64(1.0)
+    # the upstream gradient of every linear layer (heads and encoder) and the one that reaches
+    # the embeddings: an upcast anywhere shows in their dtypes (the float32 gradient buffers
+    # would hide it, casting on +=, and so would the pooler's float32 dseq buffer)
+    import minialbert.heads as heads_module  # noqa: PLC0415
+    import minialbert.model as model_module  # noqa: PLC0415
+    seen = []
+    for mod, name in ((model_module, "embedding_backward"), (model_module, "linear_backward"),
+                      (heads_module, "linear_backward")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda d, *a, _real=real, **k: (seen.append(d.dtype), _real(d, *a, **k))[1])
+    m.zero_grad()
+    m.backward(go)
+    assert seen and set(seen) == {np.dtype(np.float32)}
+    assert {g.dtype for g in m.grads.values()} == {np.dtype(np.float32)}
+
+
 def test_backward_needs_a_forward_with_a_loss():
     c = small_config()
     m = ma.AlbertForPreTraining(c)

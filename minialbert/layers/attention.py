@@ -71,7 +71,8 @@ def attention_forward(x, p, num_heads, mask_add=None, dropout_p=0.0, rng=None,
     v, cv = linear_forward(x, p["value.weight"], p["value.bias"])   # (B, T, H)
     qh, kh, vh = _split_heads(q, NH), _split_heads(k, NH), _split_heads(v, NH)  # (B, NH, T, HS)
     scale = x.dtype.type(HS ** -0.5)
-    scores = (qh @ kh.transpose(0, 1, 3, 2)) * scale                # (B, NH, T, T)
+    scores = qh @ kh.transpose(0, 1, 3, 2)                          # (B, NH, T, T)
+    scores *= scale
     if mask_add is not None:
         scores += mask_add
     P, cP = softmax_forward(scores)                                 # (B, NH, T, T)

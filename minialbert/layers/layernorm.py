@@ -4,6 +4,7 @@ Derivation: [docs/layers/layernorm.md](../layers/layernorm.md)
 """
 from __future__ import annotations
 
+from ..backend import get_array_module
 from ._check import check_float, check_same_dtype, check_shape
 
 
@@ -16,12 +17,15 @@ def layernorm_forward(x, gamma, beta, eps=1e-12):
     check_shape("gamma", gamma, (D,))
     check_shape("beta", beta, (D,))
     check_same_dtype(x=x, gamma=gamma, beta=beta)
-    xp_mean = x.mean(axis=-1, keepdims=True)               # (..., 1)
-    xc = x - xp_mean                                        # (..., D)
-    var = (xc * xc).mean(axis=-1, keepdims=True)            # (..., 1) biased: divide by D
-    rstd = 1.0 / (var + eps) ** 0.5                         # (..., 1)
-    xhat = xc * rstd                                        # (..., D) mean 0, variance 1
-    y = xhat * gamma + beta
+    xp = get_array_module(x)
+    mean = x.mean(axis=-1, keepdims=True)                   # (..., 1)
+    xhat = x - mean                                         # (..., D) centred, normalised below
+    var = (xhat * xhat).mean(axis=-1, keepdims=True)        # (..., 1) biased: divide by D
+    # eps as x's dtype: a float64 NumPy eps would make rstd, xhat and y float64
+    rstd = 1.0 / xp.sqrt(var + x.dtype.type(eps))           # (..., 1)
+    xhat *= rstd                                            # (..., D) mean 0, variance 1
+    y = xhat * gamma
+    y += beta
     return y, (xhat, rstd, gamma)
 
 
@@ -40,5 +44,8 @@ def layernorm_backward(dy, cache, dgamma=None, dbeta=None):
     # xhat = (x - mean) * rstd: the two means below are the gradient through mean and var
     mean_dxhat = dxhat.sum(axis=-1, keepdims=True) / D
     mean_dxhat_xhat = (dxhat * xhat).sum(axis=-1, keepdims=True) / D
-    dx = (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * rstd
-    return dx
+    # dx = (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * rstd, in dxhat's buffer
+    dxhat -= mean_dxhat
+    dxhat -= xhat * mean_dxhat_xhat
+    dxhat *= rstd
+    return dxhat

@@ -13,8 +13,8 @@ def softmax_forward(x):
     check_float("x", x)
     xp = get_array_module(x)
     # subtract the row max so exp never overflows (logits of 1e4, masks of finfo.min)
-    z = x - x.max(axis=-1, keepdims=True)
-    P = xp.exp(z)
+    P = x - x.max(axis=-1, keepdims=True)
+    xp.exp(P, out=P)                         # in place: one (..., C) buffer, not two
     P /= P.sum(axis=-1, keepdims=True)
     return P, P
 
@@ -22,4 +22,9 @@ def softmax_forward(x):
 def softmax_backward(dP, cache):
     """dx_i = P_i (dP_i - sum_j dP_j P_j)."""
     P = cache
-    return P * (dP - (dP * P).sum(axis=-1, keepdims=True))
+    dx = dP * P
+    s = dx.sum(axis=-1, keepdims=True)                      # sum_j dP_j P_j
+    xp = get_array_module(P)
+    xp.subtract(dP, s, out=dx)                               # one buffer, reused
+    dx *= P
+    return dx
