@@ -51,7 +51,8 @@ def check_ids(name: str, ids, high: int, low: int = 0) -> None:
     if ids.size == 0:
         return
     xp = get_array_module(ids)
-    lo, hi = int(xp.min(ids)), int(xp.max(ids))
+    # one device -> host transfer for both bounds (on CuPy each int() is a synchronisation)
+    lo, hi = (int(v) for v in xp.stack((ids.min(), ids.max())).tolist())
     if lo < low or hi >= high:
         raise ValueError(f"{name} must lie in [{low}, {high}), got values in [{lo}, {hi}]")
 
