@@ -616,6 +616,35 @@ def test_damaged_shard_is_refused_by_name(tok, corpus, tmp_path):
         list(L)
 
 
+_DYING_WORKER = """
+import os, sys
+from minialbert import Tokenizer
+from minialbert.data import build_shards, load_default_corpus
+from minialbert.data import shards
+def die(task):                               # a worker killed mid-build (e.g. out of memory)
+    if task[0] == 2:
+        os._exit(9)
+    return real(task)
+real, shards._build_one = shards._build_one, die
+try:
+    build_shards(load_default_corpus(include_numpy=False)[:300], Tokenizer(sys.argv[2]), sys.argv[1],
+                 max_seq_length=64, docs_per_shard=70, num_workers=2)
+except Exception as e:
+    print("raised", type(e).__name__)
+"""
+
+
+def test_dying_worker_raises_instead_of_hanging(tok, tmp_path):
+    import subprocess
+    import sys
+    tok.save(tmp_path / "sp.model")
+    d = tmp_path / "died"
+    r = subprocess.run([sys.executable, "-c", _DYING_WORKER, str(d), str(tmp_path / "sp.model")],
+                       capture_output=True, text=True, timeout=120)
+    assert "raised BrokenProcessPool" in r.stdout, (r.stdout, r.stderr[-2000:])
+    assert not (d / "manifest.json").exists()
+
+
 def test_worker_error_leaves_no_manifest(tok, corpus, tmp_path):
     docs = corpus[:200] + [["fine text", "broken \udcff text"]]  # undecodable: fails in a worker process
     with pytest.raises(ValueError, match="surrogate"):

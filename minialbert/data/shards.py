@@ -209,13 +209,22 @@ def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed:
             _WORKER_TOKENIZER = prev
     else:
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
         ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
-        with ctx.Pool(workers, initializer=_init_worker,
-                      initargs=(tokenizer.model_proto, tokenizer.lowercase)) as pool:
-            for r in pool.imap(_build_one, tasks):        # imap keeps chunk order
+        # a ProcessPoolExecutor, not a multiprocessing.Pool: a worker that dies (say, killed
+        # for memory) raises BrokenProcessPool here instead of hanging the build forever, and
+        # it feeds workers a few chunks at a time rather than queueing the whole corpus
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(tokenizer.model_proto, tokenizer.lowercase))
+        try:
+            for r in pool.map(_build_one, tasks):         # map keeps chunk order
                 results.append(r)
                 if bar:
                     bar.update(1)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # stop: no more shards after an error
+            raise
+        pool.shutdown(wait=True)
     if bar:
         bar.close()
     manifest = {
