@@ -109,14 +109,16 @@ for name, (x, g) in checks.items():
     assert r.ok(), r
 
 # %% [markdown]
-# Each depth contributes its own piece; the deepest applications see the largest upstream
-# gradient here (they are closest to the output).
+# Each depth contributes its own piece, of its own size and direction: the norm of the sum
+# is smaller than the sum of the norms, because the pieces partly cancel.
 
 # %%
 plt.figure(figsize=(5, 3))
 plt.bar(range(1, L + 1), [np.linalg.norm(d) for d in per_depth])
 plt.axhline(np.linalg.norm(ga["query.weight"]), color="C3", ls="--", label="norm of the sum")
-plt.xlabel("depth i"); plt.ylabel("‖dℓ/dW_q at depth i‖"); plt.legend()
+norms = [np.linalg.norm(d) for d in per_depth]
+print(f"sum of the norms {sum(norms):.2f} >= norm of the sum {np.linalg.norm(ga['query.weight']):.2f}")
+plt.xticks(range(1, L + 1)); plt.xlabel("depth i"); plt.ylabel("‖dℓ/dW_q at depth i‖"); plt.legend()
 plt.title("The shared query weight's gradient, depth by depth"); plt.show()
 
 # %% [markdown]
