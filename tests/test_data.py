@@ -391,6 +391,17 @@ def test_same_seed_same_examples_different_seed_different(numbered, tok, corpus)
     assert key(t1) == key(t2)
 
 
+def test_dupe_factor_passes_make_fresh_choices(numbered):
+    # each pass over the corpus draws new targets, splits, swaps and masks (the reference's
+    # dupe_factor), so repeated passes do not repeat examples
+    fake = FakeTokenizer()
+    one = create_pretraining_examples(numbered, fake, 64, seed=0)
+    three = create_pretraining_examples(numbered, fake, 64, seed=0, dupe_factor=3)
+    keys = [(tuple(e["input_ids"].tolist()), tuple(e["masked_lm_positions"].tolist())) for e in three]
+    assert 2.5 * len(one) < len(three) < 3.5 * len(one)
+    assert len(set(keys)) > 0.99 * len(keys)
+
+
 def test_messy_documents(tok):
     docs = [[], ["", "   "], ["Une phrase très accentuée — 日本語のテキスト."], ["one"],
             ["First sentence here.", "", "Second sentence, after an empty line.", "Third one!"],
