@@ -495,6 +495,15 @@ def test_loader_streams_every_example_once_per_epoch(built):
     first, second = rows[:m["num_examples"]], rows[m["num_examples"]:]
     assert sorted(first) == sorted(second) and first != second   # same examples, new order
     assert len(set(first)) > 0.99 * len(first)
+    # rows are shuffled within a shard too (not only the shard order); shuffle=False reads in order
+    arrays = _shard_arrays(built)
+    s0 = int(L._shard_order(0)[0])
+    b = next(iter(ShardLoader(built, batch_size=32, seed=3, epochs=1)))
+    assert not (b["input_ids"] == arrays[s0]["input_ids"][:32]).all()
+    np.testing.assert_array_equal(sorted(map(bytes, b["input_ids"].astype(np.int32))),
+                                  sorted(map(bytes, arrays[s0]["input_ids"][L._row_order(0, s0)[:32]])))
+    b = next(iter(ShardLoader(built, batch_size=32, shuffle=False, epochs=1)))
+    np.testing.assert_array_equal(b["input_ids"], arrays[0]["input_ids"][:32])
 
 
 def test_loader_holds_one_shard_at_a_time(built, monkeypatch):
