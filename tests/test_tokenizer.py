@@ -159,6 +159,8 @@ def test_digit_comma_pieces_are_resplit(corpus):
     pieces = t.tokenize(text)
     assert not any(len(p) > 1 and p.endswith(",") and p[-2].isdigit() for p in pieces)
     assert pieces.count(",") == 4 and t.decode(t.encode(text)) == text
+    # the batch path (used by __call__ and create_pretraining_examples) re-splits too
+    assert t.encode_batch(["no digits here", text])[1] == t.encode(text) == t(text)["input_ids"][1:-1]
     raw = t.sp.encode(text, out_type=str)
     assert "9," in raw or "▁19," in raw                          # SentencePiece alone keeps them
 
