@@ -48,7 +48,7 @@ class FinetuneConfig:
     lr: float = 1e-4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
-    optimizer: str = "adamw"             # adamw (ALBERT's) or lamb
+    optimizer: str = "adamw"             # adamw (ALBERT's, as run_glue.sh), adamw-torch or lamb
     layerwise_lr_decay: Optional[float] = None  # e.g. 0.8; None/1.0 = off
     clip_norm: float = 1.0
     seed: int = 0
@@ -64,8 +64,8 @@ class FinetuneConfig:
             raise ValueError(f"--task: expected one of {TASKS}, got {self.task!r}")
         if self.task != "demo" and self.train is None:
             raise ValueError(f"--task {self.task} needs --train FILE")
-        if self.optimizer not in ("adamw", "lamb"):
-            raise ValueError(f"--optimizer: expected 'adamw' or 'lamb', got {self.optimizer!r}")
+        if self.optimizer not in ("adamw", "adamw-torch", "lamb"):
+            raise ValueError(f"--optimizer: expected 'adamw', 'adamw-torch' or 'lamb', got {self.optimizer!r}")
         check_device(self.device)
         resolve_dtype(self.dtype)
         for k in ("max_length", "epochs", "batch_size", "doc_stride", "max_query_length"):
@@ -248,6 +248,7 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
     Returns the final evaluation metrics."""
     from . import optim  # noqa: PLC0415
     from .hf import from_pretrained  # noqa: PLC0415
+    from .train import make_optimizer  # noqa: PLC0415
 
     cfg.validate()
     out = Path(cfg.out)
@@ -284,8 +285,7 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
     mult = None
     if cfg.layerwise_lr_decay is not None and cfg.layerwise_lr_decay != 1.0:
         mult = optim.layerwise_lr_multipliers(model.params, model.config, cfg.layerwise_lr_decay)
-    opt = optim.make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                               lr_multipliers=mult)
+    opt = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay, lr_multipliers=mult)
     if out.is_dir() and cfg.overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,9 @@ from .backend import Random, check_device, get_array_module, resolve_dtype, sync
 from . import metrics as M
 
 SENTENCE_TASKS = ("sop", "nsp", "none")
-OPTIMIZERS = ("lamb", "adamw")
+# "adamw" is ALBERT's AdamWeightDecayOptimizer (no bias correction); "adamw-torch" is
+# torch.optim.AdamW (bias-corrected), the demo default: see docs/training/pretraining.md
+OPTIMIZERS = ("lamb", "adamw", "adamw-torch")
 SHARING = ("all", "attention", "ffn", "none")
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -48,7 +50,7 @@ TOKENIZER_FILE = "spiece.model"
 # Everything that changes the trajectory of a run. A directory's run.json stores a hash of
 # these; --resume must match it (steps may grow, logging and checkpoint cadence may change).
 FINGERPRINT_FIELDS = ("preset", "corpus", "data", "vocab_size", "seq_len", "batch_size",
-                      "grad_accum", "optimizer", "bias_correction", "lr", "warmup", "weight_decay", "clip_norm",
+                      "grad_accum", "optimizer", "lr", "warmup", "weight_decay", "clip_norm",
                       "sentence_task", "sharing", "dtype", "seed", "dupe_factor",
                       "max_predictions", "include_numpy")
 
@@ -72,10 +74,9 @@ class PretrainConfig:
     batch_size: int = 32                 # B per micro-batch
     grad_accum: int = 1                  # micro-batches per optimiser step
     steps: int = 600                     # total optimiser steps
-    optimizer: str = "lamb"              # "lamb" (ALBERT) or "adamw"
-    bias_correction: bool = False        # adamw only: torch.optim.AdamW's bias-corrected form
-    lr: float = 5e-3                     # peak learning rate
-    warmup: int = 60                     # linear warm-up steps
+    optimizer: str = "adamw-torch"       # "lamb" (ALBERT's), "adamw" (ALBERT's) or "adamw-torch"
+    lr: float = 1e-3                     # peak learning rate
+    warmup: int = 50                     # linear warm-up steps
     weight_decay: float = 0.01           # decoupled, not on LayerNorm/bias (spec §6.3)
     clip_norm: float = 1.0               # global gradient-norm clip
     sentence_task: str = "sop"           # "sop", "nsp" or "none" (MLM only)
@@ -130,8 +131,6 @@ class PretrainConfig:
             p = getattr(self, name)
             if p is not None and not Path(p).exists():
                 raise FileNotFoundError(f"--{name}: no such file or directory: {p}")
-        if self.bias_correction and self.optimizer != "adamw":
-            raise ValueError("--bias-correction applies to --optimizer adamw only")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite are exclusive")
 
@@ -294,6 +293,16 @@ def _prepare_shards(cfg: PretrainConfig, tokenizer_path, log):
 # model and optimiser
 
 
+def make_optimizer(name: str, model, lr: float, weight_decay: float, lr_multipliers=None):
+    """"lamb" / "adamw" (ALBERT's, no bias correction) / "adamw-torch" (bias-corrected)."""
+    from . import optim  # noqa: PLC0415
+
+    kw = {"lr": lr, "weight_decay": weight_decay, "lr_multipliers": lr_multipliers}
+    if name == "adamw-torch":
+        return optim.make_optimizer("adamw", model, bias_correction=True, **kw)
+    return optim.make_optimizer(name, model, **kw)
+
+
 def build_model(cfg: PretrainConfig, vocab_size: int):
     from .config import AlbertConfig  # noqa: PLC0415
     from .heads import AlbertForMaskedLM, AlbertForPreTraining  # noqa: PLC0415
@@ -400,8 +409,7 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
         cfg, tokenizer_path=(ck_dir / TOKENIZER_FILE) if run else None, log=log)
     B, A, T = cfg.batch_size, cfg.grad_accum, cfg.seq_len
     model = build_model(cfg, tok.vocab_size)
-    okw = {"bias_correction": True} if cfg.bias_correction else {}
-    opt = optim.make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay, **okw)
+    opt = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
 
     start = 0
     if run is not None:                               # --resume

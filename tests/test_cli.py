@@ -104,3 +104,15 @@ def test_unknown_option_is_rejected(capsys):
     with pytest.raises(SystemExit) as e:
         main(["pretrain", "--learning-rat", "1"])
     assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_pretrain_from_prebuilt_shards(corpus, tmp_path):
+    data = tmp_path / "shards"
+    assert main(["data", "build", "--input", corpus, "--output", str(data), "--vocab-size", "400",
+                 "--max-seq-length", "32", "--quiet"]) == 0
+    out = tmp_path / "r"
+    assert main(["pretrain", "--data", str(data), "--out", str(out), *TINY, "--stop-at", "2"]) == 0
+    assert main(["pretrain", "--data", str(data), "--out", str(out), *TINY, "--resume"]) == 0
+    assert json.loads((out / "run.json").read_text())["step"] == 4
+    # the shards fix T: another --seq-len is a clear error
+    assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "r2"), *TINY, "--seq-len", "64"]) == 1

@@ -41,7 +41,7 @@ def _ckpt_arrays(path):
     return state["model_state"], state["optimizer_state"], state["step"]
 
 
-@pytest.mark.parametrize("optimizer,grad_accum", [("lamb", 2), ("adamw", 1)])
+@pytest.mark.parametrize("optimizer,grad_accum", [("lamb", 2), ("adamw-torch", 1)])
 def test_resume_is_bit_exact(corpus, tmp_path, optimizer, grad_accum):
     # uninterrupted 6 steps vs stopped after 3 (as if killed) and resumed to 6
     full = tiny(corpus, tmp_path / "full", optimizer=optimizer, grad_accum=grad_accum)

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--optimizer", choices=("adamw", "lamb"), default=d.optimizer)
+    p.add_argument("--optimizer", choices=("adamw", "adamw-torch", "lamb"), default=d.optimizer)
     p.add_argument("--layerwise-lr-decay", type=float, default=None, metavar="X",
                    help="LR x X**depth from the top (heads 0, shared layer 1, embeddings 2 with sharing=all)")
     p.add_argument("--seed", type=int, default=d.seed)

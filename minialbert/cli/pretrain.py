@@ -44,9 +44,10 @@ def register(subparsers) -> None:
     o.add_argument("--grad-accum", type=int, default=d.grad_accum, metavar="K",
                    help="micro-batches per optimiser step (effective batch B*K)")
     o.add_argument("--steps", type=int, default=d.steps, help="total optimiser steps")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    o.add_argument("--bias-correction", action="store_true",
-                   help="adamw: torch.optim.AdamW's bias-corrected update instead of ALBERT's")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help="lamb and adamw: ALBERT's (no bias correction); adamw-torch: torch.optim.AdamW "
+                        "(bias-corrected; the only one that leaves the unigram plateau within the "
+                        "default 600 steps, see docs/training/pretraining.md)")
     o.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     o.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps (then linear decay to 0)")
     o.add_argument("--weight-decay", type=float, default=d.weight_decay)
