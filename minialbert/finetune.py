@@ -293,7 +293,7 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
         f"{task.num_labels} label(s) {task.label_names[:8] if task.label_names else ''}; "
         f"{total} steps of B={cfg.batch_size}")
     mlog = M.MetricsLog(out / "metrics.jsonl")
-    root = Random(cfg.seed).fork(3)
+    root = Random(cfg.seed, device=cfg.device).fork(3)   # dropout draws on the model's device
     bar = None
     if cfg.progress:
         from tqdm.auto import tqdm  # noqa: PLC0415
