@@ -116,3 +116,17 @@ def test_pretrain_from_prebuilt_shards(corpus, tmp_path):
     assert json.loads((out / "run.json").read_text())["step"] == 4
     # the shards fix T: another --seq-len is a clear error
     assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "r2"), *TINY, "--seq-len", "64"]) == 1
+
+
+@pytest.mark.parametrize("extra", [["--sentence-task", "none", "--sharing", "attention"],
+                                   ["--sentence-task", "nsp", "--sharing", "none", "--optimizer", "lamb"],
+                                   ["--sharing", "ffn", "--grad-accum", "2", "--dtype", "float64"]])
+def test_pretrain_variants_resume(corpus, tmp_path, extra):
+    out = str(tmp_path / "r")
+    assert main(["pretrain", "--corpus", corpus, "--out", out, *TINY, *extra, "--stop-at", "2"]) == 0
+    assert main(["pretrain", "--corpus", corpus, "--out", out, *TINY, *extra, "--resume"]) == 0
+    recs = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [2, 4]
+    if "none" in extra[:2]:
+        assert recs[-1]["sop_accuracy"] is None and "sop_loss" not in recs[-1]
+    assert main(["fill-mask", out, "the [MASK] of a list", "--top-k", "2"]) == 0

@@ -202,3 +202,26 @@ def test_squad_metrics():
     res = M.squad_metrics({"a": "Paris.", "b": "in London"}, {"a": ["paris"], "b": ["London", "UK"]})
     assert res["exact_match"] == pytest.approx(50.0)
     assert res["f1"] == pytest.approx(100 * (1 + 2 * 0.5 * 1 / 1.5) / 2)
+
+
+def test_finetune_from_a_transformers_directory(model_dir, tmp_path):
+    """A directory written by transformers itself (not by minialbert) fine-tunes too."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    cfg = json.loads((model_dir / "config.json").read_text())
+    keep = {k: cfg[k] for k in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                                "num_attention_heads", "intermediate_size", "max_position_embeddings")}
+    torch.manual_seed(0)
+    hf = transformers.AlbertForMaskedLM(transformers.AlbertConfig(**keep))
+    hf_dir = tmp_path / "hf"
+    hf.save_pretrained(hf_dir, safe_serialization=True)
+    (hf_dir / "spiece.model").write_bytes((model_dir / "spiece.model").read_bytes())
+    rng = np.random.default_rng(6)
+    train = tmp_path / "train.csv"
+    with open(train, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i, s in enumerate(_sentences(48, rng)):
+            w.writerow([s, i % 2])
+    res = finetune(_ft(hf_dir, tmp_path / "out", train=str(train), task="classification", epochs=1), log=_quiet)
+    assert res["num_train"] + res["num_eval"] == 48 and 0.0 <= res["accuracy"] <= 1.0
