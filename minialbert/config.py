@@ -6,7 +6,7 @@ H hidden size, NH heads, HS = H // NH head size, I intermediate (FFN) size, L de
 
 The defaults are HF's ``AlbertConfig`` defaults (the xxlarge-v2 shape), so a config.json
 written by ``transformers`` reads back with the same meaning. Derivation of the counts:
-docs/model/parameter-counts.md
+[docs/model/parameter-counts.md](../model/parameter-counts.md)
 """
 from __future__ import annotations
 

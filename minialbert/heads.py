@@ -13,7 +13,8 @@ Head parameters (keys of ``model.params`` added to the encoder's):
     classifier.{weight, bias}                        sequence / token classification, (1, H) for multiple choice
     qa_outputs.{weight (2, H), bias (2,)}            question answering (start, end)
 
-Derivations: docs/model/tied-decoder.md, docs/model/heads.md
+Derivations: [docs/model/tied-decoder.md](../model/tied-decoder.md),
+[docs/model/heads.md](../model/heads.md)
 """
 from __future__ import annotations
 

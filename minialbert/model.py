@@ -20,7 +20,7 @@ gradients in ``model.grads``, two dicts with the same keys (see ``param_names``)
 ``k`` numbers the *distinct* attention / FFN blocks: with sharing="all", application i,
 inner layer j uses block ``int(i / (L / G)) * inner_group_num + j`` (HF's rule), so
 ALBERT-base has exactly one of each. Weights use the torch layout (out, in).
-Derivations: docs/model/shared-layer-gradient.md
+Derivations: [docs/model/shared-layer-gradient.md](../model/shared-layer-gradient.md)
 """
 from __future__ import annotations
 
