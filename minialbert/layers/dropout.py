@@ -16,7 +16,8 @@ def dropout_forward(x, p, rng=None, training=True):
     if rng is None:
         raise ValueError("dropout in training mode needs a seeded rng (minialbert.backend.Random)")
     keep = rng.random(x.shape, dtype=x.dtype) >= p                  # True with prob 1-p
-    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))    # same mask re-used in backward
+    mask = keep.astype(x.dtype)                                     # same mask re-used in backward
+    mask *= x.dtype.type(1.0 / (1.0 - p))                           # in place: one buffer, not two
     return x * mask, mask
 
 
