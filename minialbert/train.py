@@ -28,13 +28,13 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-from .backend import Random, check_device, get_array_module, resolve_dtype, synchronize, to_numpy
+from .backend import Random, check_device, get_array_module, resolve_dtype, synchronize
 from . import metrics as M
 
 SENTENCE_TASKS = ("sop", "nsp", "none")
@@ -454,10 +454,10 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
     log(f"model: {model!r}; {cfg.optimizer} lr {cfg.lr:g} warmup {cfg.warmup}; "
         f"B={B}x{A} T={T}; steps {start}->{stop}; peak {peak / 1e9:.0f} GFLOP/s ({cfg.device})")
 
-    def save(step):
+    def save(step, data_state):
         nonlocal last_ckpt
         ckpt.save_checkpoint(ck_dir, model, opt, step=step, rng=dropout_root,
-                             extra={"data_state": stream.state_dict(), "data_hash": data_hash,
+                             extra={"data_state": data_state, "data_hash": data_hash,
                                     "run_id": run_id, "fingerprint": cfg.fingerprint()},
                              files={TOKENIZER_FILE: tok.model_proto})
         last_ckpt = step
@@ -474,6 +474,7 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
     model.train()
     step = start
     try:
+        data_state, in_update = stream.state_dict(), False     # where step `step` starts reading
         while step < stop:
             t0 = time.perf_counter()
             if "before_step" in hooks:
@@ -503,10 +504,12 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
                     g *= g.dtype.type(1.0 / A)
             gnorm = float(optim.clip_grad_norm(model.grads, cfg.clip_norm))
             _check_finite(gnorm, "the gradient norm", step, out, last_ckpt)
+            in_update = True                      # parameters are being changed in place
             opt.step(model.grads, lr)
+            step += 1
+            data_state, in_update = stream.state_dict(), False
             synchronize(cfg.device)
             dt = time.perf_counter() - t0
-            step += 1
             acc["loss"] += loss_sum / A
             acc["mlm_loss"] += mlm_sum / A
             acc["sop_loss"] += sop_sum / A
@@ -546,12 +549,17 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
             if bar is not None:
                 bar.update(1)
             if step % cfg.checkpoint_every == 0 or step == stop:
-                save(step)
+                save(step, data_state)
     except KeyboardInterrupt:
-        # a step is either fully applied or not at all: save where we are, then stop
-        if step != last_ckpt:
-            save(step)
-        log(f"\ninterrupted: checkpoint at step {step} in {ck_dir}; continue with --resume")
+        # Save the last *finished* step with the data position where the next step starts
+        # (the batches of an unfinished step are read again on resume). An interrupt inside
+        # the in-place update leaves torn parameters: then only the last checkpoint counts.
+        if in_update:
+            log(f"\ninterrupted during an update: resume from the last checkpoint (step {last_ckpt})")
+        else:
+            if step != last_ckpt:
+                save(step, data_state)
+            log(f"\ninterrupted: checkpoint at step {step} in {ck_dir}; continue with --resume")
         raise
     finally:
         if bar is not None:

@@ -189,3 +189,18 @@ def test_metrics_log_truncates_on_resume(tmp_path):
                            {"step": 2, "loss": 1.0, "mlm_accuracy": 0.2, "sop_accuracy": 0.6}], tmp_path / "plots")
     assert {Path(p).name for p in pngs} == {"loss.png", "accuracy.png"}
     assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_ctrl_c_saves_the_last_finished_step_and_resumes_exactly(corpus, tmp_path):
+    def interrupt(step, model):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny(corpus, tmp_path / "a", checkpoint_every=100), log=_quiet, hooks={"before_step": interrupt})
+    assert _ckpt_arrays(tmp_path / "a" / "checkpoint")[2] == 4
+    pretrain(tiny(corpus, tmp_path / "a", checkpoint_every=100, resume=True), log=_quiet)
+    pretrain(tiny(corpus, tmp_path / "b", checkpoint_every=100), log=_quiet)
+    wa, _, _ = _ckpt_arrays(tmp_path / "a" / "checkpoint")
+    wb, _, _ = _ckpt_arrays(tmp_path / "b" / "checkpoint")
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
