@@ -1,13 +1,15 @@
-"""The documentation site builds strictly, and derivations and functions link both ways.
+"""The documentation site builds strictly, and derivations and code link both ways.
 
 * ``mkdocs build --strict`` (never with ``-q``: ``--strict -q`` exits 0 on a broken link)
   into a temporary directory: any broken link, unresolved API reference, page missing from
   the nav or docstring that fails to render is an error.
-* Every derivation page in ``docs/layers/`` links to a function it derives (an API
-  reference such as ``[layernorm_backward][minialbert.layers.layernorm.layernorm_backward]``),
-  and every layer module's docstring links to its derivation page
-  (``[docs/layers/layernorm.md](../layers/layernorm.md)``), which the API reference renders
-  as a link: from any function to its derivation and back in one click.
+* Every derivation page (``docs/layers/``, ``docs/model/``) links to a function or class it
+  derives (an API reference such as
+  ``[layernorm_backward][minialbert.layers.layernorm.layernorm_backward]``), and every layer
+  and model module's docstring links to its derivation page
+  (``[docs/layers/layernorm.md](../layers/layernorm.md)``, relative to ``docs/api/``), which
+  the API reference renders as a link: from any function to its derivation and back in one
+  click.
 """
 from __future__ import annotations
 
@@ -23,27 +25,35 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-LAYER_DOCS = DOCS / "layers"
-LAYER_SRC = ROOT / "minialbert" / "layers"
+PKG = ROOT / "minialbert"
+DERIVATION_DIRS = ("layers", "model")
+# modules whose docstring must link to a derivation page
+DERIVED_MODULES = sorted([p for p in (PKG / "layers").glob("*.py") if not p.name.startswith("_")]
+                         + [PKG / "config.py", PKG / "model.py", PKG / "heads.py"])
 
 # An API reference to a minialbert object: [text][minialbert.x.y] (mkdocs-autorefs) or a
 # Markdown link into the API pages: (../api/layers.md#minialbert.x.y).
 API_REF = re.compile(r"\]\[(minialbert(?:\.\w+)+)\]|\]\([./]*api/\w+\.md#(minialbert(?:\.\w+)+)\)")
 # A Markdown link from a docstring to a derivation page, relative to docs/api/*.md.
-DERIVATION_LINK = re.compile(r"\]\(\.\./layers/([\w-]+)\.md(?:#[\w-]+)?\)")
+DERIVATION_LINK = re.compile(r"\]\(\.\./((?:%s)/[\w-]+)\.md(?:#[\w-]+)?\)" % "|".join(DERIVATION_DIRS))
 
 
-def _layer_modules():
-    return sorted(p for p in LAYER_SRC.glob("*.py") if not p.name.startswith("_"))
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
 
 
 def _module_docstring(path: Path) -> str:
     return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
 
 
-def _public_functions(path: Path) -> list[str]:
+def _public_names(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+            and not n.name.startswith("_")]
+
+
+def _refs(page: Path) -> set[str]:
+    return {a or b for a, b in API_REF.findall(page.read_text(encoding="utf-8"))}
 
 
 @pytest.mark.skipif(shutil.which("mkdocs") is None and
@@ -64,32 +74,29 @@ def test_site_builds_strictly(tmp_path):
     assert (tmp_path / "site" / "api" / "layers" / "index.html").exists()
 
 
-def test_every_layer_page_links_to_a_function():
-    pages = sorted(LAYER_DOCS.glob("*.md"))
-    if not pages:
-        pytest.skip("no derivation pages in docs/layers yet")
-    missing = []
-    for page in pages:
-        refs = [a or b for a, b in API_REF.findall(page.read_text(encoding="utf-8"))]
-        if not any(r.startswith("minialbert.") and r.count(".") >= 2 for r in refs):
-            missing.append(page.name)
-    assert not missing, (f"these derivation pages link to no function (use an API reference, "
-                         f"e.g. [layernorm_backward][minialbert.layers.layernorm.layernorm_backward]): "
-                         f"{missing}")
+@pytest.mark.parametrize("folder", DERIVATION_DIRS)
+def test_every_derivation_page_links_to_code(folder):
+    pages = sorted((DOCS / folder).glob("*.md"))
+    assert pages, f"no derivation pages in docs/{folder}"
+    missing = [p.name for p in pages if not any(r.count(".") >= 2 for r in _refs(p))]
+    assert not missing, (f"these derivation pages link to no function (use an API reference, e.g. "
+                         f"[layernorm_backward][minialbert.layers.layernorm.layernorm_backward]): {missing}")
 
 
-@pytest.mark.parametrize("module", _layer_modules(), ids=lambda p: p.stem)
-def test_every_layer_module_links_to_its_derivation(module):
+@pytest.mark.parametrize("module", DERIVED_MODULES, ids=lambda p: p.stem)
+def test_every_module_links_to_its_derivation(module):
     doc = _module_docstring(module)
     targets = DERIVATION_LINK.findall(doc)
-    assert targets, (f"{module.name}: the module docstring must link to its derivation, "
-                     f"e.g. 'Derivation: [docs/layers/{module.stem}.md](../layers/{module.stem}.md)'")
+    assert targets, (f"{module.name}: the module docstring must link to its derivation, e.g. "
+                     f"'Derivation: [docs/layers/{module.stem}.md](../layers/{module.stem}.md)'")
+    name = _module_name(module)
+    here = {f"{name}.{f}" for f in _public_names(module)} | {name}
+    if name.startswith("minialbert.layers."):      # re-exported: minialbert.layers.<function>
+        here |= {f"minialbert.layers.{f}" for f in _public_names(module)}
     for t in targets:
-        page = LAYER_DOCS / f"{t}.md"
+        page = DOCS / f"{t}.md"
         assert page.exists(), f"{module.name} links to {page.relative_to(ROOT)}, which does not exist"
-        # ... and the page links back to a function of this module
-        refs = {a or b for a, b in API_REF.findall(page.read_text(encoding="utf-8"))}
-        here = {f"minialbert.layers.{module.stem}.{f}" for f in _public_functions(module)}
-        here |= {f"minialbert.layers.{f}" for f in _public_functions(module)}
-        assert refs & here, (f"{page.relative_to(ROOT)} is linked from {module.name} but links back "
-                             f"to none of its functions {sorted(_public_functions(module))}")
+        refs = _refs(page)
+        back = {r for r in refs if r in here or any(r.startswith(h + ".") for h in here)}
+        assert back, (f"{page.relative_to(ROOT)} is linked from {module.name} but links back to none "
+                      f"of its functions or classes {sorted(_public_names(module))}")
