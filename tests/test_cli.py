@@ -130,3 +130,17 @@ def test_pretrain_variants_resume(corpus, tmp_path, extra):
     if "none" in extra[:2]:
         assert recs[-1]["sop_accuracy"] is None and "sop_loss" not in recs[-1]
     assert main(["fill-mask", out, "the [MASK] of a list", "--top-k", "2"]) == 0
+
+
+def test_encode_masked_inserts_the_mask_id(run_dir):
+    from minialbert.cli.fill_mask import encode_masked
+    from minialbert.tokenizer import Tokenizer
+
+    tok = Tokenizer(str(run_dir / "spiece.model"))
+    ids, pos = encode_masked(tok, "the [MASK], of [MASK]")
+    assert ids[0] == tok.cls_id and ids[-1] == tok.sep_id
+    assert [ids[p] for p in pos] == [tok.mask_id, tok.mask_id] and pos[1] == len(ids) - 2
+    # the comma glued to the mask follows it directly, as in "the word, of"
+    assert tok.id_to_piece(ids[pos[0] + 1]) == ","
+    with pytest.raises(ValueError, match="no \\[MASK\\]"):
+        encode_masked(tok, "nothing to fill")
