@@ -167,7 +167,7 @@ print({n: round(float(s), 4) for n, s in zip(ns.tolist(), seen)}, {k: round(v / 
 # %% [markdown]
 # Used spans are a little shorter than drawn ones (a span is shortened near the budget and
 # at the end of the sequence), so the used lengths lean towards 1 compared with 6/11, 3/11,
-# 2/11. The replacement split is exactly the 80/10/10 law.
+# 2/11. The replacement split follows the 80/10/10 law (within the sampling error).
 
 # %%
 assert abs(kinds["[MASK]"] / tot - 0.8) < 0.02 and abs(kinds["kept"] / tot - 0.1) < 0.015
