@@ -5,7 +5,7 @@ Why a *random* upstream gradient ``dout``: the check compares the analytic
 ``d/dx sum(f(x) * dout)`` with finite differences of that same scalar. With
 ``dout = ones`` the scalar is ``sum(f(x))``, whose gradient through softmax or
 LayerNorm is identically zero, so any backward that returns zeros would pass.
-See docs/gradcheck-pitfalls.md.
+See [docs/gradcheck-pitfalls.md](../gradcheck-pitfalls.md).
 """
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class PretrainConfig:
 
     The defaults train the ``tiny`` preset on the embedded corpus on 2 CPU cores in a few
     minutes, with the MLM loss falling and SOP accuracy rising well above chance
-    (docs/training/pretraining.md has the measured curves)."""
+    ([docs/training/pretraining.md](../training/pretraining.md) has the measured curves)."""
     preset: str = "tiny"                 # AlbertConfig.from_preset name
     corpus: Optional[str] = None         # text file/folder; None = embedded stdlib docstrings
     data: Optional[str] = None           # prebuilt shard directory (minialbert data build)

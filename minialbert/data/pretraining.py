@@ -5,7 +5,7 @@ with one difference everywhere: **every random choice comes from one seeded NumP
 Generator** (the reference draws the n-gram length from NumPy's unseeded global RNG),
 so the same documents, tokenizer and seed give the same examples.
 
-Deviations, each on purpose (see ``docs/data/pretraining.md``):
+Deviations, each on purpose (see [docs/data/pretraining.md](../data/pretraining.md)):
 
 * ``one_sentence_random_b`` (default False). The reference pairs a chunk of only one
   sentence with a B from a *random other document* and labels it 1 -- an NSP negative
