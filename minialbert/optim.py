@@ -487,8 +487,9 @@ def layerwise_lr_multipliers(param_names: Iterable[str], config, decay: float) -
     r"""Layer-wise learning-rate decay: name -> ``decay ** depth``, depth counted from the top.
 
     Depth ([docs/training/optimizers.md](../training/optimizers.md)): heads and pooler 0;
-    the k-th of the K distinct attention blocks (``encoder.attention.{k}.``) ``K - k``, likewise the FFN blocks
-    (``encoder.ffn.{k}.``); embeddings and the E->H projection ``max(K_att, K_ffn) + 1``.
+    the k-th of the K distinct attention blocks (``encoder.attention.{k}.``) ``K - k``,
+    likewise the FFN blocks (``encoder.ffn.{k}.``); embeddings and the E->H projection
+    ``max(K_att, K_ffn) + 1``.
     Block indices grow with the layer application that uses them, so the rank among
     distinct blocks is the depth. With ``sharing="none"`` (K = L) layer l of L (0-based)
     gets ``decay**(L - l)``, embeddings ``decay**(L + 1)``, heads ``decay**0``: the usual
