@@ -21,8 +21,9 @@ def embedding_forward(ids, W, padding_idx=None, name="ids"):
 def embedding_backward(de, cache, dW):
     """Inputs: de (..., E); dW (V, E) accumulated into. Returns None (ids have no gradient).
 
-    Ids repeat (every sequence has [CLS], many share "the"), so ``dW[ids] += de`` would
-    keep only the last write per row. ``add.at`` is unbuffered and adds every one."""
+    Ids repeat (every sequence has [CLS], many share "the"). A fancy-indexed in-place add
+    (index dW with the ids, then add de) is buffered: it keeps only the last write per
+    row. ``add.at`` is unbuffered and adds every one (docs/gradcheck-pitfalls.md)."""
     ids, padding_idx = cache
     xp = get_array_module(dW)
     flat_ids = ids.reshape(-1)                    # (N,)
