@@ -48,7 +48,9 @@ def mlm_head_forward(x, p, word_embeddings, activation="gelu_new", eps=1e-12):
 
 
 def mlm_head_backward(dlogits, cache, g, dword_embeddings):
-    """Inputs: dlogits (..., V); g gradient buffers with MLM_PARAMS; dword_embeddings (V, E)
+    """Derivation: [docs/model/tied-decoder.md](../model/tied-decoder.md).
+
+    Inputs: dlogits (..., V); g gradient buffers with MLM_PARAMS; dword_embeddings (V, E)
     the word-embedding gradient buffer. Returns: dx (..., H)."""
     c_dense, c_act, act_bwd, c_ln, c_dec = cache
     # logits = t @ W_word.T + bias. The decoder weight IS the word embedding, so its gradient
@@ -69,7 +71,9 @@ def classifier_forward(x, W, b, dropout_p, rng, training):
 
 
 def classifier_backward(dlogits, cache, dW, db):
-    """Returns dx (..., H); dW, db accumulated into."""
+    """Derivation: [docs/model/heads.md](../model/heads.md).
+
+    Returns dx (..., H); dW, db accumulated into."""
     c_drop, c_lin = cache
     dxd = linear_backward(dlogits, c_lin, dW, db)
     return dropout_backward(dxd, c_drop)

@@ -107,7 +107,9 @@ def albert_layer_forward(h, pa, pf, config, mask_add, rng, training, return_prob
 
 
 def albert_layer_backward(dh2, cache, ga, gf):
-    """Inputs: dh2 (B, T, H); ga, gf gradient buffers keyed like pa, pf (accumulated).
+    """Derivation: [docs/model/shared-layer-gradient.md](../model/shared-layer-gradient.md).
+
+    Inputs: dh2 (B, T, H); ga, gf gradient buffers keyed like pa, pf (accumulated).
     Returns: dh (B, T, H)."""
     ca, cd, cl1, cf, cl2 = cache
     # h2 = LayerNorm(f + h1)

@@ -71,7 +71,11 @@ def test_site_builds_strictly(tmp_path):
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{log}"
     warnings = [line for line in log.splitlines() if line.lstrip().startswith(("WARNING", "ERROR"))]
     assert not warnings, "\n".join(warnings)
-    assert (tmp_path / "site" / "api" / "layers" / "index.html").exists()
+    api_layers = tmp_path / "site" / "api" / "layers" / "index.html"
+    assert api_layers.exists()
+    # math in a raw docstring (layernorm_backward's $$...$$) reaches MathJax through arithmatex
+    assert 'class="arithmatex"' in api_layers.read_text(encoding="utf-8"), \
+        "the API reference renders no math: is pymdownx.arithmatex (generic) still configured?"
 
 
 @pytest.mark.parametrize("folder", DERIVATION_DIRS)
@@ -100,3 +104,27 @@ def test_every_module_links_to_its_derivation(module):
         back = {r for r in refs if r in here or any(r.startswith(h + ".") for h in here)}
         assert back, (f"{page.relative_to(ROOT)} is linked from {module.name} but links back to none "
                       f"of its functions or classes {sorted(_public_names(module))}")
+
+
+def _backward_functions():
+    out = []
+    for module in DERIVED_MODULES:
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        out += [(module, n) for n in tree.body if isinstance(n, ast.FunctionDef)
+                and n.name.endswith("_backward") and not n.name.startswith("_")]
+    return out
+
+
+@pytest.mark.parametrize("module,fn", _backward_functions(), ids=lambda x: getattr(x, "name", None))
+def test_every_backward_function_links_to_its_derivation(module, fn):
+    """One click each way from the function's own API entry, not only from its module's."""
+    targets = DERIVATION_LINK.findall(ast.get_docstring(fn) or "")
+    assert targets, (f"{module.name}: {fn.name}'s docstring must link to its derivation, e.g. "
+                     f"'Derivation: [docs/layers/{module.stem}.md](../layers/{module.stem}.md).'")
+    name = _module_name(module)
+    for t in targets:
+        page = DOCS / f"{t}.md"
+        assert page.exists(), f"{fn.name} links to {page.relative_to(ROOT)}, which does not exist"
+        refs = _refs(page)
+        assert {f"{name}.{fn.name}", f"minialbert.layers.{fn.name}"} & refs, \
+            f"{page.relative_to(ROOT)} is linked from {fn.name} but does not link back to it"

@@ -37,7 +37,9 @@ def gelu_new_forward(x):
 
 
 def gelu_new_backward(dy, cache):
-    """dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)."""
+    """Derivation: [docs/layers/gelu.md](../layers/gelu.md).
+
+    dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)."""
     x, t = cache
     xp = get_array_module(x)
     # y = 0.5 * x * (1 + t),  t = tanh(u),  u = c * (x + a x^3); two buffers, updated in place
@@ -67,7 +69,9 @@ def gelu_forward(x):
 
 
 def gelu_backward(dy, cache):
-    """dy/dx = Phi(x) + x phi(x), phi the standard normal density."""
+    """Derivation: [docs/layers/gelu.md](../layers/gelu.md).
+
+    dy/dx = Phi(x) + x phi(x), phi the standard normal density."""
     x, phi_cdf = cache
     xp = get_array_module(x)
     g = x * x
@@ -89,7 +93,9 @@ def tanh_forward(x):
 
 
 def tanh_backward(dy, cache):
-    """Inputs: dy; cache = y = tanh(x). Returns: dx = dy (1 - y^2), shaped like dy."""
+    """Derivation: [docs/layers/tanh.md](../layers/tanh.md).
+
+    Inputs: dy; cache = y = tanh(x). Returns: dx = dy (1 - y^2), shaped like dy."""
     y = cache
     # y = tanh(x)  ->  dy/dx = 1 - y^2
     return dy * (1.0 - y * y)

@@ -86,7 +86,9 @@ def attention_forward(x, p, num_heads, mask_add=None, dropout_p=0.0, rng=None,
 
 
 def attention_backward(dout, cache, g):
-    """Inputs: dout (B, T, H); g dict of gradient buffers keyed like ATTENTION_PARAMS
+    """Derivation: [docs/layers/attention.md](../layers/attention.md).
+
+    Inputs: dout (B, T, H); g dict of gradient buffers keyed like ATTENTION_PARAMS
     (accumulated into; a missing key skips that gradient). Returns: dx (B, T, H).
     Stored in the cache: the inputs of every matmul and the probabilities."""
     NH, scale, cq, ck, cv, qh, kh, vh, cP, Pd, cd, co = cache

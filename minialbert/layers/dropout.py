@@ -22,7 +22,9 @@ def dropout_forward(x, p, rng=None, training=True):
 
 
 def dropout_backward(dy, cache):
-    """Inputs: dy shaped like x; cache, the mask from dropout_forward (None: identity).
+    """Derivation: [docs/layers/dropout.md](../layers/dropout.md).
+
+    Inputs: dy shaped like x; cache, the mask from dropout_forward (None: identity).
     Returns: dx = dy * mask (dy itself when dropout was the identity)."""
     mask = cache
     return dy if mask is None else dy * mask

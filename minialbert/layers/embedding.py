@@ -19,7 +19,9 @@ def embedding_forward(ids, W, padding_idx=None, name="ids"):
 
 
 def embedding_backward(de, cache, dW):
-    """Inputs: de (..., E); dW (V, E) accumulated into. Returns None (ids have no gradient).
+    """Derivation: [docs/layers/embedding.md](../layers/embedding.md).
+
+    Inputs: de (..., E); dW (V, E) accumulated into. Returns None (ids have no gradient).
 
     Ids repeat (every sequence has [CLS], many share "the"). A fancy-indexed in-place add
     (index dW with the ids, then add de) is buffered: it keeps only the last write per

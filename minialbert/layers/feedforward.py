@@ -27,7 +27,9 @@ def feedforward_forward(x, p, activation="gelu_new"):
 
 
 def feedforward_backward(dout, cache, g):
-    """Inputs: dout (..., H); g gradient buffers keyed like FFN_PARAMS (accumulated).
+    """Derivation: [docs/layers/feedforward.md](../layers/feedforward.md).
+
+    Inputs: dout (..., H); g gradient buffers keyed like FFN_PARAMS (accumulated).
     Returns: dx (..., H)."""
     c1, ca, c2, act_bwd = cache
     # out = a @ W2.T + b2

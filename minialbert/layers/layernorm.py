@@ -30,7 +30,13 @@ def layernorm_forward(x, gamma, beta, eps=1e-12):
 
 
 def layernorm_backward(dy, cache, dgamma=None, dbeta=None):
-    """Inputs: dy (..., D); dgamma, dbeta (D,) accumulated into.
+    r"""Derivation: [docs/layers/layernorm.md](../layers/layernorm.md), which arrives at,
+    with $d\hat x = dy \odot \gamma$ and $r$ = rstd, per row of D:
+
+    $$dx = r\Big(d\hat x - \tfrac{1}{D}\textstyle\sum_j d\hat x_j
+    - \hat x\, \tfrac{1}{D}\sum_j d\hat x_j \hat x_j\Big).$$
+
+    Inputs: dy (..., D); dgamma, dbeta (D,) accumulated into.
     Returns: dx (..., D). Stored: xhat and rstd; nothing is recomputed."""
     xhat, rstd, gamma = cache
     D = xhat.shape[-1]

@@ -26,7 +26,9 @@ def linear_forward(x, W, b=None):
 
 
 def linear_backward(dy, cache, dW=None, db=None):
-    """Inputs: dy (..., out); cache from linear_forward; dW (out, in) and db (out,)
+    """Derivation: [docs/layers/linear.md](../layers/linear.md).
+
+    Inputs: dy (..., out); cache from linear_forward; dW (out, in) and db (out,)
     gradient buffers that are *accumulated into* (pass None to skip).
     Returns: dx (..., in)."""
     x, W = cache

@@ -46,7 +46,9 @@ def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
 
 
 def cross_entropy_backward(dloss, cache):
-    """dlogits = (softmax - onehot(label)) / N_counted on counted rows, 0 elsewhere."""
+    """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
+
+    dlogits = (softmax - onehot(label)) / N_counted on counted rows, 0 elsewhere."""
     P, y_safe, valid, n_valid, shape = cache
     xp = get_array_module(P)
     d = P.copy()                                               # (N, C)
@@ -65,7 +67,9 @@ def mse_forward(pred, target):
 
 
 def mse_backward(dloss, cache):
-    """Inputs: dloss, the upstream scalar. Returns: dpred = 2 (pred - target) dloss / M,
+    """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
+
+    Inputs: dloss, the upstream scalar. Returns: dpred = 2 (pred - target) dloss / M,
     shaped like pred (M = pred.size)."""
     (diff,) = cache
     return diff * (_upstream(dloss, diff) * (2.0 / diff.size))
@@ -88,7 +92,9 @@ def bce_with_logits_forward(logits, targets):
 
 
 def bce_with_logits_backward(dloss, cache):
-    """Inputs: dloss, the upstream scalar. Returns: dlogits = (sigmoid(logits) - targets)
+    """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
+
+    Inputs: dloss, the upstream scalar. Returns: dlogits = (sigmoid(logits) - targets)
     dloss / M, shaped like logits (M = logits.size)."""
     logits, t = cache
     xp = get_array_module(logits)

@@ -20,7 +20,9 @@ def softmax_forward(x):
 
 
 def softmax_backward(dP, cache):
-    """dx_i = P_i (dP_i - sum_j dP_j P_j)."""
+    """Derivation: [docs/layers/softmax.md](../layers/softmax.md).
+
+    dx_i = P_i (dP_i - sum_j dP_j P_j)."""
     P = cache
     dx = dP * P
     s = dx.sum(axis=-1, keepdims=True)                      # sum_j dP_j P_j
