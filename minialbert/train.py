@@ -8,7 +8,7 @@ One optimiser step (``step`` counts finished optimiser steps, 0-based while runn
         model.rng = dropout_root.fork(step, micro)  # dropout masks depend only on (seed, step, micro)
         out = model.forward(**next batch)           # loss = MLM CE (+ SOP/NSP CE)
         model.backward()                            # grads += d loss / d params
-    grads /= grad_accum                             # mean over micro-batches
+    grads /= grad_accum                             # mean over micro-batches of each one's own mean loss
     clip_grad_norm(grads, 1.0)                      # global L2 norm
     optimizer.step(lr_at(step))                     # LAMB or AdamW, linear warm-up + linear decay
 
@@ -395,7 +395,9 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
 
     Writes ``cfg.out``/run.json, metrics.jsonl, checkpoint/ (every ``checkpoint_every``
     steps and at the end), spiece.model and plots/*.png. ``hooks`` (for tests):
-    ``{"before_step": f(step, model)}`` is called before each optimiser step.
+    ``{"before_step": f(step, model)}`` is called before each optimiser step and
+    ``{"before_update": f(step, model)}`` after the micro-batch gradients are averaged,
+    before clipping and the update.
     Raises ValueError for bad options (nothing written), TrainingDiverged on NaN/inf."""
     from . import checkpoint as ckpt  # noqa: PLC0415
     from . import optim  # noqa: PLC0415
@@ -502,6 +504,8 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
             if A > 1:                                             # mean over micro-batches
                 for g in model.grads.values():
                     g *= g.dtype.type(1.0 / A)
+            if "before_update" in hooks:
+                hooks["before_update"](step, model)
             gnorm = float(optim.clip_grad_norm(model.grads, cfg.clip_norm))
             _check_finite(gnorm, "the gradient norm", step, out, last_ckpt)
             in_update = True                      # parameters are being changed in place

@@ -204,3 +204,39 @@ def test_ctrl_c_saves_the_last_finished_step_and_resumes_exactly(corpus, tmp_pat
     wa, _, _ = _ckpt_arrays(tmp_path / "a" / "checkpoint")
     wb, _, _ = _ckpt_arrays(tmp_path / "b" / "checkpoint")
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def test_grad_accum_averages_the_micro_batch_gradients(corpus, tmp_path):
+    # One optimiser step of K=2 micro-batches of B=4: the gradient handed to clipping and
+    # the optimiser must be (g1 + g2) / 2, each g_i the gradient of micro-batch i's own
+    # loss (MLM mean over its labelled tokens + SOP mean over its sequences), with the
+    # dropout stream the loop documents (seed -> fork(2) -> fork(step, micro)).
+    from minialbert.backend import Random
+    from minialbert.train import _forward, build_model, prepare_data
+
+    cfg = tiny(corpus, tmp_path / "acc", batch_size=4, grad_accum=2, steps=1, warmup=0,
+               dtype="float64", checkpoint_every=1)
+    seen = {}
+    pretrain(cfg, log=_quiet, hooks={"before_update": lambda step, model: seen.update(
+        {k: v.copy() for k, v in model.grads.items()})})
+    assert seen
+
+    tok, stream, _, _ = prepare_data(cfg, log=_quiet)
+    model = build_model(cfg, tok.vocab_size)
+    model.train()
+    root = Random(cfg.seed, device="cpu").fork(2)
+    per_micro, n_labels = [], []
+    for micro in range(2):
+        batch = next(stream)
+        n_labels.append(int((np.asarray(batch["labels"]) != -100).sum()))
+        model.zero_grad()
+        model.rng = root.fork(0, micro)
+        _forward(model, batch, cfg.sentence_task)
+        model.backward()
+        per_micro.append({k: v.copy() for k, v in model.grads.items()})
+    k0 = "encoder.embedding_hidden_mapping_in.weight"
+    assert not np.allclose(per_micro[0][k0], per_micro[1][k0])     # two different batches
+    for k in seen:
+        np.testing.assert_allclose(seen[k], (per_micro[0][k] + per_micro[1][k]) / 2,
+                                   rtol=1e-12, atol=1e-15, err_msg=k)
+    assert n_labels[0] > 0 and n_labels[1] > 0

@@ -42,7 +42,8 @@ def register(subparsers) -> None:
     o = p.add_argument_group("optimisation")
     o.add_argument("--batch-size", type=int, default=d.batch_size, metavar="B", help="sequences per micro-batch")
     o.add_argument("--grad-accum", type=int, default=d.grad_accum, metavar="K",
-                   help="micro-batches per optimiser step (effective batch B*K)")
+                   help="micro-batches per optimiser step (effective batch B*K; the gradient is the mean of "
+                        "the K micro-batch gradients, each of its own mean loss)")
     o.add_argument("--steps", type=int, default=d.steps, help="total optimiser steps")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
                    help="lamb and adamw: ALBERT's (no bias correction); adamw-torch: torch.optim.AdamW "
