@@ -425,6 +425,9 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
         if start >= cfg.steps:
             raise ValueError(f"--resume: the checkpoint is at step {start}, already >= --steps {cfg.steps}; "
                              "pass a larger --steps to train further")
+        if cfg.stop_at is not None and cfg.stop_at <= start:
+            raise ValueError(f"--stop-at {cfg.stop_at}: the checkpoint is already at step {start}; "
+                             f"pass a later --stop-at (up to --steps {cfg.steps}) or none")
         if run.get("config", {}).get("steps") != cfg.steps:
             log(f"note: --steps changed from {run['config'].get('steps')} to {cfg.steps}: "
                 "the LR decay now ends at the new total")

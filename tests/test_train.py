@@ -267,3 +267,13 @@ def test_resume_is_bit_exact_with_dropout_and_accumulation(corpus, tmp_path, mon
     wc, _, _ = _ckpt_arrays(tmp_path / "nodrop" / "checkpoint")
     k = "albert.encoder.embedding_hidden_mapping_in.weight"
     assert not np.array_equal(wa[k], wc[k])
+
+
+def test_resume_with_stop_at_not_after_the_checkpoint_is_an_error(corpus, tmp_path):
+    pretrain(tiny(corpus, tmp_path / "r", steps=4, stop_at=2, checkpoint_every=2), log=_quiet)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r").rglob("*")}
+    with pytest.raises(ValueError, match=r"--stop-at 1: the checkpoint is already at step 2"):
+        pretrain(tiny(corpus, tmp_path / "r", steps=4, stop_at=1, resume=True), log=_quiet)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r").rglob("*")} == before
+    s = pretrain(tiny(corpus, tmp_path / "r", steps=4, stop_at=3, resume=True), log=_quiet)
+    assert s["start_step"] == 2 and s["step"] == 3
