@@ -117,15 +117,16 @@ def demo_task(per_class: int = 400, seed: int = 0, packages=DEMO_PACKAGES) -> T.
 # loading
 
 
-def resolve_model_dir(path) -> Path:
+def resolve_model_dir(path, arg: str = "--model") -> Path:
     """A pretraining run directory (uses its checkpoint/), a checkpoint directory, or a HF
-    directory: the folder holding config.json + model.safetensors."""
+    directory: the folder holding config.json + model.safetensors. ``arg`` names the
+    command-line argument in the error."""
     p = Path(path)
     if (p / "checkpoint" / "config.json").exists():
         return p / "checkpoint"
     if (p / "config.json").exists():
         return p
-    raise FileNotFoundError(f"--model: {p} holds no model (no config.json; train one with "
+    raise FileNotFoundError(f"{arg}: {p} holds no model (no config.json; train one with "
                             "`minialbert pretrain` or pass a HF ALBERT directory)")
 
 

@@ -85,9 +85,10 @@ def test_resume_through_the_cli(corpus, tmp_path, capsys):
     (["pretrain", "--seed", "5"], "holds run"),
     (["finetune", "--task", "classification"], "needs --train"),
     (["fill-mask", "RUN", "no mask here"], "no [MASK]"),
+    (["fill-mask", "NOWHERE", "the [MASK]"], "CHECKPOINT: "),
 ])
 def test_bad_input_is_one_clear_line(argv, message, corpus, run_dir, tmp_path, capsys):
-    argv = [str(run_dir) if a == "RUN" else a for a in argv]
+    argv = [str(run_dir) if a == "RUN" else str(tmp_path / "nowhere") if a == "NOWHERE" else a for a in argv]
     if argv[0] == "pretrain":
         out = run_dir if "--seed" in argv else tmp_path / "new"
         argv = [argv[0], *TINY, "--corpus", corpus, "--out", str(out), *argv[1:]]   # ours last: they win

@@ -58,7 +58,7 @@ def fill_mask(model_path, text: str, top_k: int = 5, tokenizer=None) -> list:
 
     if top_k < 1:
         raise ValueError(f"--top-k must be a positive integer, got {top_k}")
-    model_dir = resolve_model_dir(model_path)
+    model_dir = resolve_model_dir(model_path, arg="CHECKPOINT")
     tok = find_tokenizer(model_dir, tokenizer)
     ids, pos = encode_masked(tok, text)
     with warnings.catch_warnings():
