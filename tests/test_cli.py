@@ -2,6 +2,7 @@
 and one-line errors for bad input. Tiny settings (seconds)."""
 import json
 
+import numpy as np
 import pytest
 
 from minialbert.cli import main
@@ -115,6 +116,13 @@ def test_pretrain_from_prebuilt_shards(corpus, tmp_path):
     assert main(["pretrain", "--data", str(data), "--out", str(out), *TINY, "--stop-at", "2"]) == 0
     assert main(["pretrain", "--data", str(data), "--out", str(out), *TINY, "--resume"]) == 0
     assert json.loads((out / "run.json").read_text())["step"] == 4
+    # the shard loader's position survives the stop: bit-identical to an uninterrupted run
+    full = tmp_path / "full"
+    assert main(["pretrain", "--data", str(data), "--out", str(full), *TINY]) == 0
+    from minialbert.checkpoint import load_checkpoint
+    wa = load_checkpoint(full / "checkpoint")["model_state"]
+    wb = load_checkpoint(out / "checkpoint")["model_state"]
+    assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
     # the shards fix T: another --seq-len is a clear error
     assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "r2"), *TINY, "--seq-len", "64"]) == 1
 
