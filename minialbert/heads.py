@@ -36,7 +36,9 @@ MLM_PARAMS = ("predictions.dense.weight", "predictions.dense.bias",
 # ----------------------------------------------------------------------------------------
 
 def mlm_head_forward(x, p, word_embeddings, activation="gelu_new", eps=1e-12):
-    """Inputs: x (..., H) hidden states; p with MLM_PARAMS; word_embeddings (V, E), the
+    """Derivation: [docs/model/tied-decoder.md](../model/tied-decoder.md).
+
+    Inputs: x (..., H) hidden states; p with MLM_PARAMS; word_embeddings (V, E), the
     tied decoder weight. Returns: logits (..., V), cache.
     Order as HF and TF: dense H->E, activation, LayerNorm, decoder E->V."""
     act_fwd, act_bwd = get_activation(activation)
@@ -64,7 +66,9 @@ def mlm_head_backward(dlogits, cache, g, dword_embeddings):
 
 
 def classifier_forward(x, W, b, dropout_p, rng, training):
-    """Inputs: x (..., H); W (C, H), b (C,). Returns: logits (..., C) = dropout(x) @ W.T + b, cache."""
+    """Derivation: [docs/model/heads.md](../model/heads.md).
+
+    Inputs: x (..., H); W (C, H), b (C,). Returns: logits (..., C) = dropout(x) @ W.T + b, cache."""
     xd, c_drop = dropout_forward(x, dropout_p, rng, training)
     logits, c_lin = linear_forward(xd, W, b)
     return logits, (c_drop, c_lin)

@@ -87,7 +87,9 @@ class AlbertOutput:
 # ----------------------------------------------------------------------------------------
 
 def albert_layer_forward(h, pa, pf, config, mask_add, rng, training, return_probs=False):
-    """Inputs: h (B, T, H); pa dict with ATTENTION_BLOCK names, pf with FFN_BLOCK names.
+    """Derivation: [docs/model/shared-layer-gradient.md](../model/shared-layer-gradient.md).
+
+    Inputs: h (B, T, H); pa dict with ATTENTION_BLOCK names, pf with FFN_BLOCK names.
     Returns: h2 (B, T, H), probs (B, NH, T, T) or None, cache."""
     c = config
     if return_probs:

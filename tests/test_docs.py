@@ -106,17 +106,17 @@ def test_every_module_links_to_its_derivation(module):
                       f"of its functions or classes {sorted(_public_names(module))}")
 
 
-def _backward_functions():
+def _pair_functions():
     out = []
     for module in DERIVED_MODULES:
         tree = ast.parse(module.read_text(encoding="utf-8"))
         out += [(module, n) for n in tree.body if isinstance(n, ast.FunctionDef)
-                and n.name.endswith("_backward") and not n.name.startswith("_")]
+                and n.name.endswith(("_forward", "_backward")) and not n.name.startswith("_")]
     return out
 
 
-@pytest.mark.parametrize("module,fn", _backward_functions(), ids=lambda x: getattr(x, "name", None))
-def test_every_backward_function_links_to_its_derivation(module, fn):
+@pytest.mark.parametrize("module,fn", _pair_functions(), ids=lambda x: getattr(x, "name", None))
+def test_every_forward_backward_function_links_to_its_derivation(module, fn):
     """One click each way from the function's own API entry, not only from its module's."""
     targets = DERIVATION_LINK.findall(ast.get_docstring(fn) or "")
     assert targets, (f"{module.name}: {fn.name}'s docstring must link to its derivation, e.g. "

@@ -16,7 +16,9 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def gelu_new_forward(x):
-    """ALBERT/TF GELU (HF ``gelu_new``): 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
+    """Derivation: [docs/layers/gelu.md](../layers/gelu.md).
+
+    ALBERT/TF GELU (HF ``gelu_new``): 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
     Returns: y (same shape), cache = (x, t) with t = tanh(u)."""
     check_float("x", x)
     xp = get_array_module(x)
@@ -59,7 +61,9 @@ def gelu_new_backward(dy, cache):
 
 
 def gelu_forward(x):
-    """Exact GELU (HF ``gelu``, the v1 configs): 0.5 x (1 + erf(x / sqrt 2)).
+    """Derivation: [docs/layers/gelu.md](../layers/gelu.md).
+
+    Exact GELU (HF ``gelu``, the v1 configs): 0.5 x (1 + erf(x / sqrt 2)).
     Returns: y, cache = (x, Phi) with Phi the standard normal CDF at x."""
     check_float("x", x)
     phi_cdf = erf(x * _INV_SQRT2)
@@ -85,7 +89,9 @@ def gelu_backward(dy, cache):
 
 
 def tanh_forward(x):
-    """Returns y = tanh(x), cache = y (the pooler's activation)."""
+    """Derivation: [docs/layers/tanh.md](../layers/tanh.md).
+
+    Returns y = tanh(x), cache = y (the pooler's activation)."""
     check_float("x", x)
     xp = get_array_module(x)
     y = xp.tanh(x)

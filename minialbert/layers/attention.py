@@ -42,7 +42,9 @@ def _merge_heads(x):
 
 def attention_forward(x, p, num_heads, mask_add=None, dropout_p=0.0, rng=None,
                       training=False, return_probs=False):
-    """Inputs: x (B, T, H); p dict with ATTENTION_PARAMS; mask_add broadcastable to
+    """Derivation: [docs/layers/attention.md](../layers/attention.md).
+
+    Inputs: x (B, T, H); p dict with ATTENTION_PARAMS; mask_add broadcastable to
     (B, NH, T, T) (from :func:`make_attention_mask`) or None; dropout on the
     probabilities with ``dropout_p`` in training mode.
     Returns: out (B, T, H), cache — or (out, probs (B, NH, T, T), cache) with return_probs.

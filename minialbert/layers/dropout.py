@@ -6,7 +6,9 @@ from __future__ import annotations
 
 
 def dropout_forward(x, p, rng=None, training=True):
-    """Inputs: x, p in [0, 1), rng a :class:`minialbert.backend.Random` (seeded).
+    """Derivation: [docs/layers/dropout.md](../layers/dropout.md).
+
+    Inputs: x, p in [0, 1), rng a :class:`minialbert.backend.Random` (seeded).
     Returns: y, cache = mask (already scaled), or None when dropout is the identity
     (eval mode or p == 0), in which case y is x itself."""
     if not 0.0 <= p < 1.0:

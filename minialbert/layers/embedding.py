@@ -9,7 +9,9 @@ from ._check import check_ids
 
 
 def embedding_forward(ids, W, padding_idx=None, name="ids"):
-    """Inputs: ids (...) integers in [0, V), W (V, E); padding_idx: a row whose lookup
+    """Derivation: [docs/layers/embedding.md](../layers/embedding.md).
+
+    Inputs: ids (...) integers in [0, V), W (V, E); padding_idx: a row whose lookup
     gets no gradient (HF's ``nn.Embedding(padding_idx=0)``).
     Returns: e (..., E), cache = (ids, padding_idx)."""
     if W.ndim != 2:

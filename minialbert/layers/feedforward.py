@@ -14,7 +14,9 @@ FFN_PARAMS = ("ffn.weight", "ffn.bias", "ffn_output.weight", "ffn_output.bias")
 
 
 def feedforward_forward(x, p, activation="gelu_new"):
-    """Inputs: x (..., H); p dict with FFN_PARAMS. Returns: out (..., H), cache."""
+    """Derivation: [docs/layers/feedforward.md](../layers/feedforward.md).
+
+    Inputs: x (..., H); p dict with FFN_PARAMS. Returns: out (..., H), cache."""
     check_float("x", x)
     for k in FFN_PARAMS:
         if k not in p:

@@ -9,7 +9,9 @@ from ._check import check_float, check_same_dtype, check_shape
 
 
 def layernorm_forward(x, gamma, beta, eps=1e-12):
-    """Inputs: x (..., D), gamma (D,), beta (D,).
+    """Derivation: [docs/layers/layernorm.md](../layers/layernorm.md).
+
+    Inputs: x (..., D), gamma (D,), beta (D,).
     Returns: y (..., D), cache = (xhat, rstd, gamma)."""
     check_float("x", x)
     D = x.shape[-1] if x.ndim else 0

@@ -8,7 +8,9 @@ from ._check import check_float, check_last_dim, check_shape, check_same_dtype
 
 
 def linear_forward(x, W, b=None):
-    """Inputs: x (..., in), W (out, in), b (out,) or None.
+    """Derivation: [docs/layers/linear.md](../layers/linear.md).
+
+    Inputs: x (..., in), W (out, in), b (out,) or None.
     Returns: y (..., out), cache = (x, W)."""
     check_float("x", x)
     if W.ndim != 2:

@@ -20,7 +20,9 @@ def _upstream(dloss, like):
 
 
 def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
-    """Inputs: logits (..., C), labels (...) integers in [0, C) or ``ignore_index``.
+    """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
+
+    Inputs: logits (..., C), labels (...) integers in [0, C) or ``ignore_index``.
     Returns: loss = mean over counted positions of -log softmax(logits)[label]
     (NaN when no position counts, as PyTorch), cache."""
     check_float("logits", logits)
@@ -58,7 +60,9 @@ def cross_entropy_backward(dloss, cache):
 
 
 def mse_forward(pred, target):
-    """Inputs: pred, target of the same shape. Returns: loss = mean((pred - target)^2), cache."""
+    """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
+
+    Inputs: pred, target of the same shape. Returns: loss = mean((pred - target)^2), cache."""
     check_float("pred", pred)
     if tuple(pred.shape) != tuple(target.shape):
         raise ValueError(f"target must have shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}")
@@ -76,7 +80,9 @@ def mse_backward(dloss, cache):
 
 
 def bce_with_logits_forward(logits, targets):
-    """Inputs: logits, targets in [0, 1] of the same shape. Returns: mean binary CE, cache."""
+    """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
+
+    Inputs: logits, targets in [0, 1] of the same shape. Returns: mean binary CE, cache."""
     check_float("logits", logits)
     if tuple(logits.shape) != tuple(targets.shape):
         raise ValueError(f"targets must have shape {tuple(logits.shape)} like logits, got {tuple(targets.shape)}")

@@ -9,7 +9,9 @@ from ._check import check_float
 
 
 def softmax_forward(x):
-    """Inputs: x (..., C). Returns: P (..., C) rows summing to 1, cache = P."""
+    """Derivation: [docs/layers/softmax.md](../layers/softmax.md).
+
+    Inputs: x (..., C). Returns: P (..., C) rows summing to 1, cache = P."""
     check_float("x", x)
     xp = get_array_module(x)
     # subtract the row max so exp never overflows (logits of 1e4, masks of finfo.min)
