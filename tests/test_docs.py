@@ -128,3 +128,23 @@ def test_every_forward_backward_function_links_to_its_derivation(module, fn):
         refs = _refs(page)
         assert {f"{name}.{fn.name}", f"minialbert.layers.{fn.name}"} & refs, \
             f"{page.relative_to(ROOT)} is linked from {fn.name} but does not link back to it"
+
+
+def test_getting_started_python_runs(tmp_path, monkeypatch):
+    """The library snippet on the getting-started page runs as printed."""
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS / "getting-started.md").read_text(encoding="utf-8"), re.S)
+    assert blocks, "docs/getting-started.md shows no Python"
+    monkeypatch.chdir(tmp_path)
+    for code in blocks:
+        exec(compile(code, "getting-started.md", "exec"), {"__name__": "__docs__"})
+
+
+def test_getting_started_shows_the_readme_commands():
+    """Getting started opens with the README's two quick-start commands, character for character."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick = re.search(r"## Quick start.*?```bash\n(.*?)```", readme, re.S)
+    assert quick, "README.md has no Quick start bash block"
+    page = (DOCS / "getting-started.md").read_text(encoding="utf-8")
+    first = re.search(r"```bash\n(.*?)```", page, re.S)
+    assert first and first.group(1) == quick.group(1), \
+        "docs/getting-started.md's first command block must be the README's quick start"
