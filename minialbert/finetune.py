@@ -268,8 +268,16 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # "newly initialised head": expected here
-        model = from_pretrained(model_dir, dtype=cfg.dtype, model_class=model_class(task.kind),
-                                num_labels=task.num_labels)
+        try:
+            model = from_pretrained(model_dir, dtype=cfg.dtype, model_class=model_class(task.kind),
+                                    num_labels=task.num_labels)
+        except ValueError as e:
+            if "'classifier." not in str(e):
+                raise
+            # a fine-tuned model whose head was made for another number of labels
+            raise ValueError(f"--model: {model_dir} already has a task head of another size than this "
+                             f"task's {task.num_labels} label(s) ({e}); fine-tune from the pretraining "
+                             "checkpoint instead") from None
     if model.config.vocab_size != tok.vocab_size:
         raise ValueError(f"the tokenizer has {tok.vocab_size} pieces but the model's vocab_size is "
                          f"{model.config.vocab_size}: pass the model's own spiece.model with --tokenizer")

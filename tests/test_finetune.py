@@ -2,6 +2,7 @@
 task kind on a tiny randomly initialised model (no pretraining needed for the plumbing)."""
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -163,6 +164,15 @@ def test_bad_input(model_dir, tmp_path):
     with pytest.raises(ValueError, match="not empty"):
         finetune(_ft(model_dir, busy, train=str(train), task="classification"), log=_quiet)
     assert (busy / "x").read_text() == "keep"
+    # a model fine-tuned for 2 labels cannot silently start a 3-label task
+    from minialbert.heads import AlbertForSequenceClassification
+    two = tmp_path / "two"
+    mc = AlbertConfig.from_json_file(model_dir, num_labels=2)
+    AlbertForSequenceClassification(mc, seed=0).save_pretrained(two)
+    shutil.copy(model_dir / "spiece.model", two / "spiece.model")
+    with pytest.raises(ValueError, match=r"another size than this task's 3 label"):
+        finetune(_ft(two, tmp_path / "o4", train=str(train), task="classification"), log=_quiet)
+    assert not (tmp_path / "o4").exists()
     bad = tmp_path / "bad.tsv"
     bad.write_text("sentence\tlabel\nok\t1\ntoo\tmany\tfields\n")
     with pytest.raises(ValueError, match="number of fields"):
