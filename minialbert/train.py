@@ -417,6 +417,9 @@ def pretrain(cfg: PretrainConfig, log: Callable = print,
     if run is not None:                               # --resume
         state = ckpt.load_checkpoint(ck_dir, model, opt)
         extra = state.get("extra", {})
+        if extra.get("fingerprint", cfg.fingerprint()) != cfg.fingerprint():
+            raise ValueError(f"--resume: {ck_dir} was written by another run ({extra.get('run_id')}, "
+                             f"other settings) than the one in {out / RUN_FILE}; not resuming from it")
         if extra.get("data_hash") != data_hash:
             raise ValueError(f"--resume: the data differ from the checkpoint's (hash {extra.get('data_hash')} "
                              f"vs {data_hash}); was the corpus changed?")

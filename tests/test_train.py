@@ -277,3 +277,18 @@ def test_resume_with_stop_at_not_after_the_checkpoint_is_an_error(corpus, tmp_pa
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r").rglob("*")} == before
     s = pretrain(tiny(corpus, tmp_path / "r", steps=4, stop_at=3, resume=True), log=_quiet)
     assert s["start_step"] == 2 and s["step"] == 3
+
+
+def test_resume_from_another_runs_checkpoint_is_an_error(corpus, tmp_path):
+    # same model shape, other --lr: the checkpoint copied into this run's directory must not
+    # be taken for this run's own
+    import shutil
+
+    pretrain(tiny(corpus, tmp_path / "a", steps=4, stop_at=2, checkpoint_every=2, lr=1e-3), log=_quiet)
+    pretrain(tiny(corpus, tmp_path / "b", steps=4, stop_at=2, checkpoint_every=2), log=_quiet)
+    shutil.rmtree(tmp_path / "b" / "checkpoint")
+    shutil.copytree(tmp_path / "a" / "checkpoint", tmp_path / "b" / "checkpoint")
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "b").rglob("*")}
+    with pytest.raises(ValueError, match=r"--resume: .* was written by another run"):
+        pretrain(tiny(corpus, tmp_path / "b", steps=4, resume=True), log=_quiet)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "b").rglob("*")} == before
