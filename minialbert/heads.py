@@ -87,6 +87,15 @@ def _add(a, b):
     return b if a is None else (a if b is None else a + b)
 
 
+def _ce_logits_grad(go, tape):
+    """dlogits of a head whose loss is one cross-entropy (cache ``tape["ce"]``): the upstream
+    gradient given for ``logits`` (if any) plus the loss's, or None when neither was given."""
+    dlogits = go.get("logits")
+    if "loss" in go:
+        dlogits = _add(dlogits, cross_entropy_backward(go["loss"], tape["ce"]))
+    return dlogits
+
+
 def _mlm_specs(c):
     E, H, V = c.embedding_size, c.hidden_size, c.vocab_size
     return [("predictions.dense.weight", (E, H), "normal"), ("predictions.dense.bias", (E,), "zeros"),
@@ -221,9 +230,7 @@ class AlbertForMaskedLM(_MLMMixin, AlbertPreTrainedModel):
         return self._record(out, enc, mlm=c_mlm, ce=c_ce)
 
     def _head_backward(self, tape, go):
-        dlogits = go.get("logits")
-        if "loss" in go:
-            dlogits = _add(dlogits, cross_entropy_backward(go["loss"], tape["ce"]))
+        dlogits = _ce_logits_grad(go, tape)
         return (self._mlm_backward(dlogits, tape["mlm"]) if dlogits is not None else None), None
 
 
@@ -341,9 +348,7 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
         return self._record(out, enc, cls=c_cls, ce=c_ce)
 
     def _head_backward(self, tape, go):
-        dlogits = go.get("logits")
-        if "loss" in go:
-            dlogits = _add(dlogits, cross_entropy_backward(go["loss"], tape["ce"]))
+        dlogits = _ce_logits_grad(go, tape)
         if dlogits is None:
             return None, None
         return classifier_backward(dlogits, tape["cls"], self.grads["classifier.weight"],
@@ -454,9 +459,7 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         return self._record(out, enc, cls=c_cls, ce=c_ce)
 
     def _head_backward(self, tape, go):
-        dlogits = go.get("logits")
-        if "loss" in go:
-            dlogits = _add(dlogits, cross_entropy_backward(go["loss"], tape["ce"]))
+        dlogits = _ce_logits_grad(go, tape)
         if dlogits is None:
             return None, None
         dpooled = classifier_backward(dlogits.reshape(-1, 1), tape["cls"], self.grads["classifier.weight"],
