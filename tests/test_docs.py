@@ -35,6 +35,7 @@ DERIVED_MODULES = sorted([p for p in (PKG / "layers").glob("*.py") if not p.name
 # Markdown link into the API pages: (../api/layers.md#minialbert.x.y).
 API_REF = re.compile(r"\]\[(minialbert(?:\.\w+)+)\]|\]\([./]*api/\w+\.md#(minialbert(?:\.\w+)+)\)")
 # A Markdown link from a docstring to a derivation page, relative to docs/api/*.md.
+SCRIPT_SRC = re.compile(r"""<script\b[^>]*\bsrc=["']([^"']*)["']""", re.I)
 DERIVATION_LINK = re.compile(r"\]\(\.\./((?:%s)/[\w-]+)\.md(?:#[\w-]+)?\)" % "|".join(DERIVATION_DIRS))
 
 
@@ -76,6 +77,14 @@ def test_site_builds_strictly(tmp_path):
     # math in a raw docstring (layernorm_backward's $$...$$) reaches MathJax through arithmatex
     assert 'class="arithmatex"' in api_layers.read_text(encoding="utf-8"), \
         "the API reference renders no math: is pymdownx.arithmatex (generic) still configured?"
+    # offline: every script a page loads is the site's own (no CDN), MathJax included
+    site = tmp_path / "site"
+    assert (site / "javascripts" / "mathjax" / "tex-mml-chtml.js").is_file(), \
+        "MathJax is not shipped with the site (mkdocs_hooks.py copies it from django-static-mathjax)"
+    outside = sorted({f"{page.relative_to(site)}: {src}" for page in site.rglob("*.html")
+                      for src in SCRIPT_SRC.findall(page.read_text(encoding="utf-8"))
+                      if re.match(r"(?i)([a-z][a-z0-9+.-]*:|//)", src)})
+    assert not outside, "pages load scripts from outside the site (no network in a lab):\n" + "\n".join(outside[:10])
 
 
 @pytest.mark.parametrize("folder", DERIVATION_DIRS)
