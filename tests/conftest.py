@@ -9,12 +9,36 @@ from hypothesis import HealthCheck, settings
 
 from minialbert import backend
 
-settings.register_profile(
-    "ci", max_examples=25, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-settings.register_profile("thorough", max_examples=300, deadline=None)
-settings.load_profile("ci")
+# Hypothesis profiles. ``pytest`` runs "default": derandomized (the examples are a fixed
+# function of each test, the same on every run and every machine, with or without the CI
+# variable) and no example database, so the README's test command passes or fails the
+# same way for everyone. "explore" draws from random seeds with 20 times the examples
+# (``pytest --hypothesis-profile=explore``); a failure prints its seed and a
+# ``@reproduce_failure`` blob. A test that sets its own count scales it from
+# ``settings.default.max_examples`` (the profile in force), so explore multiplies it too.
+# "ci" (= default) and "thorough" are the names used before; both still load.
+EXAMPLES = 25                 # per property test under the default profile
+EXPLORE_FACTOR = 20
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+_BASE = settings.get_profile("default")   # Hypothesis' own defaults, whatever CI says
+settings.register_profile("default", _BASE, max_examples=EXAMPLES, derandomize=True, database=None,
+                          deadline=None, print_blob=True, suppress_health_check=_QUIET)
+settings.register_profile("ci", settings.get_profile("default"))
+settings.register_profile("explore", _BASE, max_examples=EXAMPLES * EXPLORE_FACTOR, derandomize=False,
+                          database=None, deadline=None, print_blob=True,
+                          suppress_health_check=_QUIET + [HealthCheck.filter_too_much])
+settings.register_profile("thorough", _BASE, max_examples=300, database=None, deadline=None,
+                          print_blob=True, suppress_health_check=_QUIET)
+# conftest is imported before Hypothesis' plugin reads --hypothesis-profile, which wins
+settings.load_profile("default")
+
+
+def pytest_report_header(config):
+    s = settings.default
+    how = "derandomized" if s.derandomize else "random seeds"
+    return (f"hypothesis profile {settings.get_current_profile_name()!r}: {how}, "
+            f"{s.max_examples} examples per property test, database={s.database!r} "
+            f"(pytest --hypothesis-profile=explore for {EXPLORE_FACTOR}x the examples from random seeds)")
 
 
 def _backends():
