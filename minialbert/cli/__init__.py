@@ -16,6 +16,7 @@ COMMANDS = [
     "pretrain",
     "finetune",
     "fill_mask",
+    "grade",
 ]
 
 
