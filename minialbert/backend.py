@@ -219,3 +219,39 @@ def erf(x):
     else:
         from scipy.special import erf as _erf  # noqa: PLC0415
     return _erf(x)
+
+
+# -- for data-parallel GPU ranks (minialbert.distributed) --------------------------------
+
+
+def nccl_module():
+    """``cupy.cuda.nccl`` (NCCL's communicator and constants), or a clear error."""
+    cp = _require_gpu()
+    try:
+        from cupy.cuda import nccl  # noqa: PLC0415  (only this module imports CuPy)
+    except Exception as e:
+        raise RuntimeError(f"--device gpu with several ranks needs NCCL through CuPy, which failed to "
+                           f"import ({type(e).__name__}: {e}); CuPy's wheels load NCCL from the "
+                           "nvidia-nccl-cu12/13 package (`pip install nvidia-nccl-cu12`)") from None
+    if not getattr(nccl, "available", True):
+        raise RuntimeError("--device gpu with several ranks: this CuPy build has no NCCL support "
+                           "(cupy.cuda.nccl.available is False); install nvidia-nccl-cu12/13")
+    del cp
+    return nccl
+
+
+def cuda_device_count() -> int:
+    """Number of CUDA devices this process sees (0 without CuPy or a GPU)."""
+    if not gpu_available():
+        return 0
+    return int(_cupy.cuda.runtime.getDeviceCount())
+
+
+def use_cuda_device(index: int) -> None:
+    """Make device ``index`` (among the visible ones) current for this process."""
+    _require_gpu().cuda.Device(int(index)).use()
+
+
+def current_stream_ptr() -> int:
+    """The current CUDA stream's handle, for NCCL calls queued on it."""
+    return _require_gpu().cuda.get_current_stream().ptr
