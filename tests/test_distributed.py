@@ -178,3 +178,50 @@ def test_setup_collective_times_out_and_aborts():
     r = mpiexec(2, [str(WORKER), "timeout"], timeout=60, MINIALBERT_DIST_TIMEOUT="2")
     assert r.returncode != 0
     assert "the start-up barrier did not complete within 2 s" in r.stderr, r.stderr
+
+
+# -- one GPU: what a single device can test of the NCCL path --------------------------------
+
+
+def _need_gpu():
+    from minialbert import backend
+
+    if not backend.gpu_available():
+        pytest.skip("no CUDA GPU")
+    return backend
+
+
+@pytest.mark.gpu
+def test_one_rank_nccl_allreduce_on_device_buffers():
+    backend = _need_gpu()
+    comm = D.NCCLComm()                          # one rank, no MPI: a 1-member NCCL communicator
+    assert comm.size == 1 and comm.backend == "nccl"
+    x = backend.to_device(np.arange(10, dtype=np.float32), "gpu")
+    ptr = x.data.ptr
+    assert comm.allreduce_sum(x) is x and x.data.ptr == ptr          # in place, on the device
+    np.testing.assert_array_equal(backend.to_numpy(x), np.arange(10))
+    for dt in (np.float64, np.float16):
+        y = backend.to_device(np.ones(3, dt), "gpu")
+        comm.allreduce_sum(y)
+        np.testing.assert_array_equal(backend.to_numpy(y), 1)
+
+
+@pytest.mark.gpu
+def test_one_rank_nccl_bucketed_reducer_on_model_gradients():
+    backend = _need_gpu()
+    from minialbert.config import AlbertConfig
+    from minialbert.heads import AlbertForPreTraining
+
+    m = AlbertForPreTraining(AlbertConfig.from_preset("tiny", vocab_size=50), seed=0)
+    m.to("gpu")
+    rng = np.random.default_rng(0)
+    for g in m.grads.values():
+        g[...] = backend.to_device(rng.standard_normal(g.shape).astype(g.dtype), "gpu")
+    want = {k: backend.to_numpy(v).copy() for k, v in m.grads.items()}
+    comm = D.NCCLComm()
+    red = D.GradientAllReducer(comm, m.grads, bucket_bytes=1 << 14)
+    assert red.num_buckets > 1
+    assert all(backend.is_cupy_array(f) for f, _ in red.buckets)
+    red.allreduce(m.grads, scale=0.5)
+    for k in want:
+        np.testing.assert_allclose(backend.to_numpy(m.grads[k]), 0.5 * want[k], rtol=1e-6)
