@@ -283,38 +283,54 @@ def test_call_equals_hf_on_batches_of_pairs(tok, hf_tok, corpus, padding, max_le
 # Three documented differences with HF 5 (we follow the reference preprocess_text):
 # 1. Python's str.split() splits on control characters such as \x0b, \x0c, \x1c-\x1f first;
 #    HF runs the model's normaliser first, which deletes them ("0\x0b0": "0 0" vs "00").
-# 2. The reference drops only marks with a non-zero canonical combining class
-#    (unicodedata.combining, after NFKD); HF's StripAccents drops every character of a Mark
-#    category (Mn, Mc, Me), so the class-0 marks differ: U+1112E (Mn) and the spacing vowel
-#    signs such as U+1A61 TAI THAM VOWEL SIGN A or U+0903 DEVANAGARI SIGN VISARGA (Mc). The
-#    reference keeps them and SentencePiece makes them "<unk>" in this vocabulary; HF deletes
-#    them (test_class0_marks_are_kept_as_the_reference_does pins ours).
+# 2. Accents. The reference applies NFKD, then drops the characters with a non-zero
+#    canonical combining class (unicodedata.combining), all with Python's Unicode tables
+#    (14.0 in Python 3.11). HF's NFKD + StripAccents differ on 1467 characters:
+#    - StripAccents drops every character of a Mark category (Mn, Mc, Me), so class-0 marks
+#      differ: U+1A61 TAI THAM VOWEL SIGN A, U+0903 DEVANAGARI SIGN VISARGA (Mc), U+034F. The
+#      reference keeps them and SentencePiece makes them "<unk>" here; HF deletes them.
+#    - HF's Unicode tables are older: marks added later, e.g. U+11D42 MASARAM GONDI SIGN
+#      NUKTA (class 7, Unicode 10), are kept by HF and dropped by the reference, and a few
+#      newer compatibility decompositions (U+A7F2, U+10781) are not applied by HF.
+#    The test skips text holding a character on which the two step pairs disagree
+#    (_hf_strips_differently); test_marks_follow_the_reference pins our side.
 # 3. HF matches special-token strings such as "<pad>" or "[MASK]" in raw text; SentencePiece
 #    and the reference do not.
 # They are left out of the generated text. The explore profile (6000 strings a run) found
-# nothing else except exact ties; docs/testing.md has the count.
+# nothing else except exact ties (docs/testing.md has the counts).
 _NO_SEPARATORS = st.one_of(st.characters(blacklist_categories=("Cs", "Cc")), st.sampled_from("\t\n\r"))
 
 
-def _is_class0_mark(c):
-    """A Mark-category character with combining class 0: HF deletes it, the reference keeps it."""
-    return unicodedata.category(c).startswith("M") and not unicodedata.combining(c)
+def _reference_accents(text):
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in text if not unicodedata.combining(c))
 
 
-@pytest.mark.parametrize("char", ["\u1a61", "\u0903"])
-def test_class0_marks_are_kept_as_the_reference_does(tok, char):
-    # the reference preprocess_text drops only unicodedata.combining(c) != 0 after NFKD;
-    # these marks have class 0, so they reach SentencePiece, which has no piece for them
-    assert _is_class0_mark(char) and preprocess_text(char) == char
-    assert tok.encode(char) == [tok.piece_to_id(SPIECE_UNDERLINE), tok.unk_id]
-    assert tok.encode("a" + char) == tok.encode("a") + [tok.unk_id]
+def _hf_strips_differently(c, _memo={}):
+    """True where HF's NFKD + StripAccents and the reference's NFKD + combining filter differ on c."""
+    if c.isascii():
+        return False
+    if c not in _memo:
+        from tokenizers import normalizers
+        steps = normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents()])
+        _memo[c] = steps.normalize_str(c) != _reference_accents(c)
+    return _memo[c]
+
+
+@pytest.mark.parametrize("char,kept", [("\u1a61", True), ("\u0903", True), ("\U00011d42", False)])
+def test_marks_follow_the_reference(tok, char, kept):
+    # U+1A61 and U+0903 (Mc) have combining class 0: the reference keeps them and
+    # SentencePiece, which has no piece for them, gives "<unk>"; U+11D42 (Mn, class 7) goes
+    assert (preprocess_text(char) == char) is kept and (preprocess_text(char) == "") is (not kept)
+    assert tok.encode(char) == ([tok.piece_to_id(SPIECE_UNDERLINE), tok.unk_id] if kept else [])
+    assert tok.encode("a" + char) == tok.encode("a") + ([tok.unk_id] if kept else [])
 
 
 @settings(max_examples=12 * settings.default.max_examples)  # 300; 6000 under explore
 @given(st.text(alphabet=_NO_SEPARATORS, max_size=40))
 def test_ids_equal_hf_on_random_unicode(tok, hf_tok, text):
     if any(s in text for s in ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")) or \
-            any(_is_class0_mark(c) for c in unicodedata.normalize("NFKD", text)):
+            any(_hf_strips_differently(c) for c in text):
         return
     ours, theirs = tok.encode(text), hf_tok(text, add_special_tokens=False)["input_ids"]
     # an exact tie is broken differently by the two Viterbi implementations (e.g.
