@@ -31,9 +31,7 @@ def _build(args) -> int:
         max_ngram=args.max_ngram, short_seq_prob=args.short_seq_prob, dupe_factor=args.dupe_factor,
         one_sentence_random_b=args.one_sentence_random_b, max_position_embeddings=args.max_position_embeddings,
         docs_per_shard=args.docs_per_shard, num_workers=args.workers, overwrite=args.overwrite,
-        progress=not args.quiet)
-    if not args.tokenizer:
-        tok.save(out / "spiece.model")
+        progress=not args.quiet, save_tokenizer=not args.tokenizer)
     print(f"wrote {len(manifest['shards'])} shards to {out}: {manifest['num_examples']} examples, "
           f"{manifest['num_tokens']} tokens, {manifest['num_predictions']} masked predictions "
           f"in {manifest['build_seconds']:.1f} s")

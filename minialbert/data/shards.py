@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -36,6 +37,10 @@ from .pretraining import IGNORE_INDEX, check_data_args, create_pretraining_examp
 FORMAT = "minialbert-pretraining-shards"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+JOURNAL = ".minialbert-build.json"     # what a build in progress is writing (removed when it completes)
+TOKENIZER_FILE = "spiece.model"        # written by a build that trained its own tokenizer
+# the temporaries of _atomic_* above: ".<name>.tmp<pid>" for the names a build writes
+_OWN_TEMP = re.compile(r"\.(shard-\d{5}\.npz|manifest\.json|spiece\.model|\.minialbert-build\.json)\.tmp\d+")
 ARRAY_KEYS = ("input_ids", "token_type_ids", "lengths", "masked_lm_positions", "masked_lm_ids",
               "masked_lm_counts", "sentence_order_label")
 
@@ -107,6 +112,15 @@ def _atomic_savez(path: Path, arrays: dict) -> None:
     os.replace(tmp, path)
 
 
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -151,13 +165,18 @@ def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed:
                  max_ngram: int = 3, short_seq_prob: float = 0.1, dupe_factor: int = 1,
                  one_sentence_random_b: bool = False, max_position_embeddings: int | None = None,
                  docs_per_shard: int = 500, num_workers: int | None = None, overwrite: bool = False,
-                 progress: bool = False, extra_manifest: dict | None = None) -> dict:
+                 progress: bool = False, extra_manifest: dict | None = None, save_tokenizer: bool = False) -> dict:
     """Create pretraining examples from documents and write them as shards + manifest.
 
     Inputs: documents (list of lists of sentence strs); tokenizer; out_dir; the recipe
     arguments of :func:`create_pretraining_examples`; docs_per_shard: documents per
     chunk (one shard each); num_workers: processes (None: all cores, 1: in this process);
-    overwrite: replace an existing complete build; progress: a tqdm bar.
+    overwrite: replace an existing complete build; progress: a tqdm bar; save_tokenizer:
+    also write the tokenizer as ``out_dir/spiece.model`` (recorded in the manifest).
+
+    Only files that minialbert wrote in ``out_dir`` (listed in the previous manifest or
+    build record) are replaced or removed; a file of this build's names that it did not
+    write is a ``FileExistsError`` naming it, before anything is written.
 
     Returns: the manifest dict (also written to ``out_dir/manifest.json``).
     """
@@ -175,16 +194,34 @@ def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed:
     if (out / MANIFEST).exists() and not overwrite:
         raise FileExistsError(f"out_dir: {out} already holds a complete build; pass overwrite=True "
                               f"(--overwrite) to replace it")
-    out.mkdir(parents=True, exist_ok=True)
-    # invalidate first (manifest gone = incomplete), then clear old shards and temp files
-    (out / MANIFEST).unlink(missing_ok=True)
-    for f in out.iterdir():
-        if f.name.startswith("shard-") and f.suffix == ".npz" or ".tmp" in f.name:
-            f.unlink()
     t0 = time.time()
     order = np.random.default_rng([seed, 0]).permutation(len(documents))
     documents = [documents[i] for i in order]
     chunks = [documents[s:s + docs_per_shard] for s in range(0, len(documents), docs_per_shard)]
+    # only files this build writes are replaced, and only if minialbert wrote them before
+    planned = [f"shard-{k:05d}.npz" for k in range(len(chunks))] + [MANIFEST, JOURNAL]
+    if save_tokenizer:
+        planned.append(TOKENIZER_FILE)
+    owned = _files_written_before(out)
+    foreign = [f for f in planned if (out / f).exists() and f not in owned]
+    if foreign:
+        raise FileExistsError(
+            f"out_dir: {out} holds {', '.join(foreign)}, which minialbert did not write (no manifest or build "
+            f"record of {out} lists {'it' if len(foreign) == 1 else 'them'}); a build would replace "
+            f"{'it' if len(foreign) == 1 else 'them'}: move {'it' if len(foreign) == 1 else 'them'} away or "
+            f"choose another output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    # record what this build is about to write (so a rerun after a kill may replace it), then
+    # invalidate (manifest gone = incomplete), then remove the previous build's other shards
+    # and this module's own temporaries; nothing else in out is touched
+    _atomic_write_text(out / JOURNAL, json.dumps({"format": FORMAT, "files": sorted(set(planned) | owned)}))
+    (out / MANIFEST).unlink(missing_ok=True)
+    for f in sorted(owned - set(planned) - {TOKENIZER_FILE}):
+        if f.startswith("shard-") and f.endswith(".npz"):
+            (out / f).unlink(missing_ok=True)
+    for f in out.iterdir():
+        if _OWN_TEMP.fullmatch(f.name):
+            f.unlink()
     recipe = dict(max_seq_length=int(max_seq_length), sentence_task=sentence_task,
                   masked_lm_prob=float(masked_lm_prob), max_predictions_per_seq=int(max_predictions_per_seq),
                   max_ngram=int(max_ngram), short_seq_prob=float(short_seq_prob), dupe_factor=int(dupe_factor),
@@ -245,8 +282,32 @@ def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed:
     }
     if manifest["num_examples"] == 0:
         raise ValueError("documents: no example could be made (every document tokenized to nothing)")
+    if save_tokenizer:
+        _atomic_write_bytes(out / TOKENIZER_FILE, tokenizer.model_proto)
+        manifest["files"] = [TOKENIZER_FILE]
     _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
+    (out / JOURNAL).unlink(missing_ok=True)          # the manifest now records everything
     return manifest
+
+
+def _files_written_before(out: Path) -> set:
+    """Names in ``out`` that an earlier build wrote: its manifest's shards and files, the
+    build record of an interrupted build. A file not named there is the user's."""
+    owned = set()
+    for name in (MANIFEST, JOURNAL):
+        f = out / name
+        if not f.is_file():
+            continue
+        try:
+            rec = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            continue                                 # unreadable: not proof that we wrote anything
+        if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+            continue
+        owned.add(name)
+        owned.update(s["file"] for s in rec.get("shards", []) if isinstance(s, dict) and "file" in s)
+        owned.update(x for x in rec.get("files", []) if isinstance(x, str))
+    return {n for n in owned if "/" not in n and "\\" not in n and n not in ("", ".", "..")}
 
 
 def read_manifest(data_dir) -> dict:
