@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import json
+import math
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 SHARING_MODES = ("all", "attention", "ffn", "none")
+MAX_SIZE = 2**31 - 1            # any one size: ids and positions are int32 in shards and batches
+MAX_PARAMETERS = 2**34          # 17.2e9: 64 GiB of float32 weights, 80x albert-xxlarge (223M)
 
 # Keys that HF or the hub write into config.json but that change nothing in the model
 # (bookkeeping, generation, the TF-era structure knobs of the hub configs). Reading them is
@@ -37,7 +39,7 @@ HF_INERT_KEYS = frozenset({
 })
 
 
-@dataclass
+@dataclass(init=False)
 class AlbertConfig:
     """Every hyper-parameter of an ALBERT model, with HF's names.
 
@@ -69,7 +71,22 @@ class AlbertConfig:
     #                                          "multi_label_classification"; None: inferred per call, as HF does
     sharing: str = "all"                     # ours: "all" | "attention" | "ffn" | "none" (paper Table 4)
 
-    def __post_init__(self):
+    def __init__(self, *args, **kwargs):
+        # Written out rather than generated, so that a misspelt or extra keyword is a
+        # ValueError naming it (with the closest field), not the generated __init__'s bare
+        # TypeError. Fields by name or in declaration order; defaults as declared above.
+        fields = dataclasses.fields(self)
+        if len(args) > len(fields):
+            raise ValueError(f"AlbertConfig takes at most {len(fields)} positional arguments "
+                             f"({', '.join(f.name for f in fields)}), got {len(args)}; pass fields by name")
+        _check_field_names(kwargs, "AlbertConfig(...)")
+        given = dict(zip((f.name for f in fields), args))
+        twice = sorted(set(given) & set(kwargs))
+        if twice:
+            raise ValueError(f"AlbertConfig: {', '.join(twice)} given both by position and by name")
+        given.update(kwargs)
+        for f in fields:
+            setattr(self, f.name, given.get(f.name, f.default))
         self.validate()
 
     # -- validation -------------------------------------------------------------------
@@ -82,6 +99,9 @@ class AlbertConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"AlbertConfig.{name} must be a positive integer, got {v!r}")
+            if v > MAX_SIZE:
+                raise ValueError(f"AlbertConfig.{name}={v} is larger than {MAX_SIZE} (token ids and "
+                                 f"positions are stored as int32)")
         if self.sharing not in SHARING_MODES:
             raise ValueError(f"AlbertConfig.sharing must be one of {SHARING_MODES}, got {self.sharing!r}")
         if self.hidden_size % self.num_attention_heads:
@@ -109,8 +129,15 @@ class AlbertConfig:
             raise ValueError(f"AlbertConfig.problem_type {self.problem_type!r} is not one of HF's three")
         for name in ("initializer_range", "layer_norm_eps"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"AlbertConfig.{name} must be a positive number, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
+                raise ValueError(f"AlbertConfig.{name} must be a positive number, got {v!r}"
+                                 + ("; it must be finite" if isinstance(v, float) and v > 0 else ""))
+        n = count_parameters(self, "pretraining")
+        if n > MAX_PARAMETERS:
+            raise ValueError(f"AlbertConfig: {n:,} parameters ({n * 4 / 2**30:,.0f} GiB in float32) is more "
+                             f"than {MAX_PARAMETERS:,}; check vocab_size={self.vocab_size}, hidden_size="
+                             f"{self.hidden_size}, intermediate_size={self.intermediate_size}, "
+                             f"max_position_embeddings={self.max_position_embeddings}")
 
     # -- derived sizes ----------------------------------------------------------------
     @property
@@ -191,9 +218,16 @@ class AlbertConfig:
     @classmethod
     def from_dict(cls, d: dict, **overrides) -> "AlbertConfig":
         """Read an HF config dict: HF's inert keys are accepted and dropped, unknown keys are
-        a ValueError. ``num_labels`` comes from ``id2label`` when only that is present."""
+        a ValueError. ``num_labels`` comes from ``id2label`` when only that is present; when
+        both are, they must agree."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"AlbertConfig.from_dict: expected a dict of config fields (e.g. a parsed "
+                             f"config.json), got {type(d).__name__} {_short(d)}")
         d = dict(d)
         d.update(overrides)
+        bad_keys = [k for k in d if not isinstance(k, str)]
+        if bad_keys:
+            raise ValueError(f"AlbertConfig.from_dict: keys must be field names (str), got {bad_keys[:3]}")
         unknown = set(d) - _FIELD_NAMES - HF_INERT_KEYS
         if unknown:
             raise ValueError(f"unknown config key(s) {sorted(unknown)}: not an AlbertConfig field "
@@ -203,8 +237,22 @@ class AlbertConfig:
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"position_embedding_type={d['position_embedding_type']!r} is not supported "
                              "(only 'absolute', as in every released ALBERT)")
-        if "num_labels" not in d and d.get("id2label"):
-            d["num_labels"] = len(d["id2label"])
+        for key in ("id2label", "label2id"):
+            if d.get(key) is not None and not isinstance(d[key], Mapping):
+                raise ValueError(f"config {key} must be a mapping (label id -> name), got "
+                                 f"{type(d[key]).__name__} {_short(d[key])}")
+        if d.get("id2label"):
+            try:
+                ids = sorted(int(i) for i in d["id2label"])
+            except (TypeError, ValueError):
+                raise ValueError(f"config id2label keys must be label ids 0..n-1, got {_short(list(d['id2label']))}") from None
+            if ids != list(range(len(ids))):
+                raise ValueError(f"config id2label keys must be label ids 0..{len(ids) - 1}, got {_short(ids)}")
+            if "num_labels" not in d:
+                d["num_labels"] = len(ids)
+            elif d["num_labels"] != len(ids) and "num_labels" not in overrides:   # an override wins, as in HF
+                raise ValueError(f"config num_labels={d['num_labels']!r} disagrees with id2label, which names "
+                                 f"{len(ids)} labels")
         return cls(**{k: v for k, v in d.items() if k in _FIELD_NAMES})
 
     @classmethod
@@ -213,8 +261,11 @@ class AlbertConfig:
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, "config.json")
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f), **overrides)
+        d = read_json_object(path, "config")
+        try:
+            return cls.from_dict(d, **overrides)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def to_json_string(self, architectures=None) -> str:
         return json.dumps(self.to_dict(architectures), indent=2) + "\n"
@@ -240,6 +291,31 @@ _FIELD_ORDER = tuple(f.name for f in dataclasses.fields(AlbertConfig))
 _FIELD_NAMES = frozenset(_FIELD_ORDER)
 
 
+def _short(x, n: int = 60) -> str:
+    r = repr(x)
+    return r if len(r) <= n else r[:n] + "..."
+
+
+def read_json_object(path, what: str = "JSON") -> dict:
+    """A JSON file that must hold an object (config.json, manifest.json): ValueError naming
+    the file and saying what is wrong (missing, not UTF-8, not JSON and where, not an object)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file (expected a {what} file)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a {what} file (not UTF-8 text: byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a {what} file (invalid JSON at line {e.lineno} column {e.colno}: "
+                         f"{e.msg})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a JSON object {{...}} of {what} fields, got a "
+                         f"{type(d).__name__} {_short(d)}")
+    return d
+
+
 def _check_field_names(names, where: str) -> None:
     """ValueError naming every unknown field (with the closest real one), so that a misspelt
     keyword never reaches the dataclass __init__, whose answer is a bare TypeError."""
@@ -250,24 +326,6 @@ def _check_field_names(names, where: str) -> None:
             close = difflib.get_close_matches(u, _FIELD_ORDER, n=1)
             hints.append(f"{u!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(f"unknown AlbertConfig field(s) in {where}: {', '.join(hints)}")
-
-
-_dataclass_init = AlbertConfig.__init__
-
-
-@functools.wraps(_dataclass_init)
-def _init_with_clear_errors(self, *args, **kwargs):
-    # The generated __init__ with two checks in front: unknown keywords and too many
-    # positional arguments are a ValueError naming the problem. Known fields keep the
-    # dataclass semantics (defaults, __post_init__ validation, dataclasses.replace).
-    if len(args) > len(_FIELD_ORDER):
-        raise ValueError(f"AlbertConfig takes at most {len(_FIELD_ORDER)} positional arguments "
-                         f"({', '.join(_FIELD_ORDER)}), got {len(args)}; pass fields by name")
-    _check_field_names(kwargs, "AlbertConfig(...)")
-    _dataclass_init(self, *args, **kwargs)
-
-
-AlbertConfig.__init__ = _init_with_clear_errors
 
 
 def _albert(L, H, NH, version, xxlarge=False):

@@ -62,3 +62,59 @@ def test_cli_build_keeps_a_users_spiece_model(corpus, tmp_path, capsys):
     assert cli_main(args) == 0 and read_manifest(d)["files"] == ["spiece.model"]
     assert cli_main(args + ["--overwrite"]) == 0                   # its own spiece.model: replaced
     assert sorted(os.listdir(d)) == ["manifest.json", "shard-00000.npz", "spiece.model"]
+
+
+# -- config values ----------------------------------------------------------------------
+from minialbert import AlbertConfig  # noqa: E402
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ("hidden_size=128", r"from_dict: expected a dict of config fields .*got str 'hidden_size=128'"),
+    (None, r"from_dict: expected a dict .*got NoneType"),
+    ([1, 2], r"from_dict: expected a dict .*got list \[1, 2\]"),
+    ({"id2label": ["a", "b"]}, r"id2label must be a mapping .*got list"),
+    ({"id2label": {"0": "a", "1": "b"}, "num_labels": 3}, r"num_labels=3 disagrees with id2label, which names 2"),
+    ({"id2label": {"0": "a", "5": "b"}}, r"id2label keys must be label ids 0..1"),
+])
+def test_from_dict_bad_values(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        AlbertConfig.from_dict(bad)
+
+
+def test_from_dict_num_labels_override_wins_over_id2label():
+    c = AlbertConfig.from_dict({"id2label": {"0": "a", "1": "b"}, "num_labels": 2, "vocab_size": 50,
+                                "hidden_size": 8, "num_attention_heads": 2}, num_labels=3)
+    assert c.num_labels == 3
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(max_position_embeddings=10**12), r"max_position_embeddings=1000000000000 is larger than 2147483647"),
+    (dict(max_position_embeddings=2**30), r"parameters .* is more than"),
+    (dict(initializer_range=float("inf")), r"initializer_range must be a positive number, got inf; it must be finite"),
+    (dict(initializer_range=float("nan")), r"initializer_range must be a positive number, got nan"),
+    (dict(layer_norm_eps=float("inf")), r"layer_norm_eps .* finite"),
+    (dict(hidden_size=8, num_attention_heads=2, embedding_size=4, vocab_size=10, hidden_act="gelu_new",
+          num_hidden_layers=1, intermediate_size=8, max_position_embeddings=8, type_vocab_size=2,
+          initializer_range=0.02, layer_norm_eps=1e-12, num_labels=2, pad_token_id=0, sharing="all",
+          hiden_dropout=0.1), r"'hiden_dropout'"),
+])
+def test_config_sizes_and_finite_values(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        AlbertConfig(**kwargs)
+
+
+def test_config_field_given_twice_is_a_value_error():
+    with pytest.raises(ValueError, match="vocab_size given both by position and by name"):
+        AlbertConfig(100, vocab_size=100)
+
+
+@pytest.mark.parametrize("content, msg", [
+    (b"[1, 2]", r"config\.json: expected a JSON object \{\.\.\.\} of config fields, got a list \[1, 2\]"),
+    (b"{\"hidden_size\": 8,", r"config\.json: not a config file \(invalid JSON at line 1 column 19"),
+    (b"\xff\xfe garbage", r"config\.json: not a config file \(not UTF-8 text"),
+    (b"{\"hidden_size\": 8, \"num_attention_heads\": 3}", r"config\.json: AlbertConfig\.hidden_size=8 is not divisible"),
+])
+def test_from_json_file_names_the_file(tmp_path, content, msg):
+    (tmp_path / "config.json").write_bytes(content)
+    with pytest.raises(ValueError, match=msg):
+        AlbertConfig.from_json_file(tmp_path)
