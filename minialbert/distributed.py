@@ -135,6 +135,23 @@ class SingleProcess:
     def abort(self, code: int = 1):
         os._exit(code)
 
+    def allreduce_gradients(self, grads: dict) -> dict:
+        """Sum a model's gradients over ranks in place with a :class:`GradientAllReducer`
+        (built on first use, rebuilt when the dict changes); the identity for one process."""
+        if self.size == 1:
+            return grads
+        red = getattr(self, "_reducer", None)
+        if red is None or red.source is not grads or list(grads) != red.names:
+            red = self._reducer = GradientAllReducer(self, grads)
+            red.source = grads
+        return red.allreduce(grads)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any rank (e.g. a stop request)."""
+        if self.size == 1:
+            return bool(flag)
+        return bool(self.allreduce_sum(np.array([1.0 if flag else 0.0]))[0] > 0)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size}, backend={self.backend!r})"
 
@@ -496,6 +513,15 @@ class GradientAllReducer:
             for k, a, b in loose:
                 grads[k][...] = flat[a:b].reshape(grads[k].shape)
         return grads
+
+
+def dropout_stream(root, step: int, micro: int, comm):
+    """The dropout stream of one micro-batch: ``root.fork(step, micro)`` for one process (as
+    before data parallelism, so single-process runs and their checkpoints are unchanged),
+    ``root.fork(step, micro, rank)`` on a rank of several, so ranks draw different masks."""
+    if comm.size == 1:
+        return root.fork(step, micro)
+    return root.fork(step, micro, comm.rank)
 
 
 def rank_slice(batch: dict, comm) -> dict:

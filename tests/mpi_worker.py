@@ -33,6 +33,11 @@ def collectives(w):
     assert calls == [10, 9], calls
     for k in grads:
         np.testing.assert_allclose(grads[k], every[0][k] + every[1][k], rtol=1e-6)
+    assert w.any(w.rank == 1) and not w.any(False)
+    g2 = {k: np.full(3, w.rank + 1.0, np.float32) for k in "xy"}
+    w.allreduce_gradients(g2)
+    w.allreduce_gradients(g2)                      # the cached reducer, bound to g2's arrays
+    np.testing.assert_array_equal(g2["y"], 6)      # 1 + 2 = 3 on both ranks, then 3 + 3
     print(f"rank {w.rank}: collectives ok", flush=True)
 
 
@@ -50,6 +55,61 @@ def timeout(w):
     if w.rank == 1:
         time.sleep(60)
     w.barrier("the start-up barrier")
+
+
+def guard_writes(out):
+    """Make any write under ``out`` on this rank an error (the world then aborts)."""
+    import builtins
+    import os
+    import shutil
+    from pathlib import Path
+
+    root = str(Path(out).resolve())
+
+    def inside(p):
+        try:
+            return str(Path(os.fsdecode(p)).resolve()).startswith(root)
+        except TypeError:
+            return False
+
+    def refuse(what, p):
+        raise RuntimeError(f"rank {D.get_world().rank} wrote {p} ({what}): only rank 0 may write")
+
+    real_open = builtins.open
+
+    def open_(file, mode="r", *a, **k):
+        if any(c in mode for c in "wax+") and inside(file):
+            refuse("open " + mode, file)
+        return real_open(file, mode, *a, **k)
+
+    builtins.open = open_
+    for name in ("replace", "rename", "mkdir", "makedirs", "remove", "unlink", "rmdir"):
+        real = getattr(os, name)
+
+        def wrapped(p, *a, _real=real, _name=name, **k):
+            if inside(p):
+                refuse("os." + _name, p)
+            return _real(p, *a, **k)
+
+        setattr(os, name, wrapped)
+    real_rmtree = shutil.rmtree
+
+    def rmtree(p, *a, **k):
+        if inside(p):
+            refuse("rmtree", p)
+        return real_rmtree(p, *a, **k)
+
+    shutil.rmtree = rmtree
+
+
+def cli(w):
+    """``minialbert ARGS`` (argv[2:]) with every write under --out refused on ranks other than 0."""
+    from minialbert.cli import main as cli_main
+
+    args = sys.argv[2:]
+    if w.rank != 0:
+        guard_writes(args[args.index("--out") + 1])
+    sys.exit(cli_main(args))
 
 
 def main():

@@ -113,6 +113,23 @@ def test_rank_slice_gives_each_rank_its_rows():
         D.rank_slice({"x": np.arange(3)}, R(0))
 
 
+def test_dropout_streams_differ_per_rank_and_keep_the_single_process_stream():
+    from minialbert.backend import Random
+
+    class R(D.SingleProcess):
+        size = 2
+
+        def __init__(self, r):
+            self.rank = r
+
+    root = Random(0).fork(2)
+    one = D.dropout_stream(root, 5, 1, D.SingleProcess()).random(4)
+    np.testing.assert_array_equal(one, root.fork(5, 1).random(4))       # unchanged for one process
+    r0, r1 = (D.dropout_stream(root, 5, 1, R(r)).random(4) for r in (0, 1))
+    assert not np.array_equal(r0, r1) and not np.array_equal(r0, one)
+    assert D.SingleProcess().any(True) and not D.SingleProcess().any(False)
+
+
 def test_launcher_detection_and_timeout_setting():
     assert D.launched_under_mpi({}) is None
     assert D.launched_under_mpi({"PMI_SIZE": "2"}) == "PMI_SIZE=2"
@@ -225,3 +242,4 @@ def test_one_rank_nccl_bucketed_reducer_on_model_gradients():
     red.allreduce(m.grads, scale=0.5)
     for k in want:
         np.testing.assert_allclose(backend.to_numpy(m.grads[k]), 0.5 * want[k], rtol=1e-6)
+
