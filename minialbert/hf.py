@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from .backend import to_device, to_numpy
-from .config import AlbertConfig
+from .config import AlbertConfig, read_json_object
 from .heads import MODEL_CLASSES
 from .model import AlbertModel
 
@@ -152,8 +152,40 @@ def load_hf_state_dict(model, state: dict, strict_head: bool = True):
 
 
 def _read_safetensors(path):
+    """{name: array} of a safetensors file; ValueError naming the file if it cannot be read."""
     from safetensors.numpy import load_file  # noqa: PLC0415  (only needed for files)
-    return load_file(path)
+    try:
+        return load_file(path)
+    except Exception as e:              # SafetensorError (truncated, random bytes), OSError
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        raise ValueError(f"{path}: not a readable safetensors file ({size} bytes; "
+                         f"{type(e).__name__}: {e}); it is truncated, damaged or another format") from None
+
+
+def _check_tensors(state, path):
+    """Weights must be floating point: an integer or boolean tensor would be cast silently."""
+    for k, a in state.items():
+        if np.dtype(a.dtype).kind != "f" and _normalise(k) not in SKIPPED_BUFFERS:
+            raise ValueError(f"{path}: tensor {k!r} is stored as {a.dtype}, expected a floating-point "
+                             f"dtype (float16/32/64): the file was not written as model weights")
+
+
+def _known_name_pattern():
+    """Every tensor name (without 'albert.') that some ALBERT class has, in either layout."""
+    import re  # noqa: PLC0415
+    pats = [re.escape(_normalise(hf.format(A="", g="{g}", j="{j}"))).replace(r"\{g\}", r"\d+")
+            .replace(r"\{j\}", r"\d+") for _, hf in NAME_TABLE]
+    pats += [re.escape(NATIVE_PREFIX + ours).replace(r"\{k\}", r"\d+") for ours, _ in NAME_TABLE]
+    return re.compile("|".join(pats))
+
+
+def _warn_unknown(keys, path):
+    pat = _known_name_pattern()
+    unknown = [k for k in keys if not pat.fullmatch(_normalise(k)) and _normalise(k) not in TIED
+               and _normalise(k) not in SKIPPED_BUFFERS]
+    if unknown:
+        warnings.warn(f"{path}: ignoring {len(unknown)} tensor(s) that no ALBERT model has: "
+                      f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}", stacklevel=3)
 
 
 def from_pretrained(path, dtype="float32", model_class=None, **config_overrides):
@@ -172,13 +204,18 @@ def from_pretrained(path, dtype="float32", model_class=None, **config_overrides)
     if not os.path.isfile(st_file):
         raise ValueError(f"{path!r} has no model.safetensors (pytorch_model.bin needs torch: "
                          "re-save it with transformers' save_pretrained(safe_serialization=True))")
-    with open(cfg_file, encoding="utf-8") as f:
-        raw = json.load(f)
-    config = AlbertConfig.from_dict(raw, **config_overrides)
+    _verify_if_minialbert_checkpoint(path)
+    raw = read_json_object(cfg_file, "config")
+    try:
+        config = AlbertConfig.from_dict(raw, **config_overrides)
+    except ValueError as e:
+        raise ValueError(f"{cfg_file}: {e}") from None
     arch = (raw.get("architectures") or ["AlbertModel"])[0]
     cls = model_class or MODEL_CLASSES.get(arch, AlbertModel)
-    model = cls(config, seed=0, dtype=dtype)
     state = _read_safetensors(st_file)
+    _check_tensors(state, st_file)
+    _warn_unknown(state, st_file)
+    model = cls(config, seed=0, dtype=dtype)
     strict_head = model_class is None and arch in MODEL_CLASSES
     if any(k.startswith(NATIVE_PREFIX) for k in state):
         missing, unexpected = _load_native(model, state, strict_head)
@@ -188,6 +225,22 @@ def from_pretrained(path, dtype="float32", model_class=None, **config_overrides)
         warnings.warn(f"{cls.__name__}: newly initialised (not in the checkpoint): {missing}", stacklevel=2)
     model.missing_keys, model.unexpected_keys = missing, unexpected
     return model.eval()
+
+
+def _verify_if_minialbert_checkpoint(path):
+    """A directory with a minialbert checkpoint manifest is checked (sizes, sha256) before
+    anything in it is read, so a flipped byte is an error naming the file, not a model."""
+    from .checkpoint import FORMAT, MANIFEST, verify_checkpoint  # noqa: PLC0415
+    mfile = os.path.join(path, MANIFEST)
+    if not os.path.isfile(mfile):
+        return
+    try:
+        with open(mfile, encoding="utf-8") as f:
+            fmt = json.load(f).get("format")
+    except (ValueError, OSError, AttributeError):
+        fmt = FORMAT                    # unreadable: verify_checkpoint says what is wrong with it
+    if fmt == FORMAT:
+        verify_checkpoint(path)
 
 
 def _load_native(model, state, strict_head=True):

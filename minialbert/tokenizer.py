@@ -117,6 +117,7 @@ class Tokenizer:
 
     def __init__(self, model_file, lowercase: bool | None = None):
         _require_spm()
+        where = "model_file"
         if isinstance(model_file, (bytes, bytearray)):
             proto = bytes(model_file)
         elif hasattr(model_file, "read"):
@@ -126,11 +127,12 @@ class Tokenizer:
             if not path.is_file():
                 raise FileNotFoundError(f"model_file: no SentencePiece model at {path}")
             proto = path.read_bytes()
+            where = f"model_file {path}"
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.LoadFromSerializedProto(proto)
         except Exception as e:  # sentencepiece raises RuntimeError/OSError on bad bytes
-            raise ValueError(f"model_file: not a SentencePiece model ({e})") from None
+            raise ValueError(f"{where}: not a SentencePiece model ({len(proto)} bytes; {e})") from None
         self.model_proto = proto
         self.vocab_size = int(self.sp.get_piece_size())
         self._pieces = [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
@@ -139,7 +141,7 @@ class Tokenizer:
             i = self.sp.piece_to_id(name)
             # piece_to_id returns unk's id for an unknown piece
             if self._pieces[i] != name:
-                raise ValueError(f"model_file: the model has no {name} piece; it is not an ALBERT tokenizer "
+                raise ValueError(f"{where}: the model has no {name} piece; it is not an ALBERT tokenizer "
                                  f"(train one with Tokenizer.train)")
             ids[name] = i
         self.pad_id, self.unk_id = ids[PAD], ids[UNK]

@@ -118,3 +118,86 @@ def test_from_json_file_names_the_file(tmp_path, content, msg):
     (tmp_path / "config.json").write_bytes(content)
     with pytest.raises(ValueError, match=msg):
         AlbertConfig.from_json_file(tmp_path)
+
+
+# -- unreadable or corrupt model files ----------------------------------------------------
+from minialbert import AlbertForMaskedLM, from_pretrained  # noqa: E402
+from minialbert.checkpoint import save_checkpoint  # noqa: E402
+from minialbert.cli.fill_mask import fill_mask  # noqa: E402
+
+
+@pytest.fixture
+def ckpt(tok, tmp_path):
+    """A pretraining-style run directory: OUT/checkpoint with a manifest, spiece.model inside."""
+    cfg = AlbertConfig(vocab_size=tok.vocab_size, embedding_size=8, hidden_size=8, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)
+    d = save_checkpoint(tmp_path / "run" / "checkpoint", AlbertForMaskedLM(cfg, seed=0), None, step=1,
+                        files={"spiece.model": tok.model_proto})
+    return d
+
+
+def _both_loaders(d):
+    """from_pretrained and fill-mask on the same directory: both must raise."""
+    return [lambda: from_pretrained(d), lambda: fill_mask(d.parent, "a [MASK] b")]
+
+
+def test_flipped_weight_byte_is_caught_by_every_loader(ckpt):
+    f = ckpt / "model.safetensors"
+    raw = bytearray(f.read_bytes())
+    raw[-5] ^= 0x01                                            # one bit of the last weight
+    f.write_bytes(bytes(raw))
+    for load in _both_loaders(ckpt):
+        with pytest.raises(ValueError, match=r"model\.safetensors: corrupt \(sha256 differs"):
+            load()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random"])
+def test_unreadable_safetensors_names_the_file(ckpt, damage):
+    (ckpt / "manifest.json").unlink()                          # a plain HF directory now
+    f = ckpt / "model.safetensors"
+    raw = f.read_bytes()
+    f.write_bytes(raw[:len(raw) // 2] if damage == "truncated" else np.random.default_rng(0).bytes(len(raw)))
+    for load in _both_loaders(ckpt):
+        with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
+            load()
+
+
+@pytest.mark.parametrize("name, content, msg", [
+    ("config.json", b"{not json", r"config\.json: not a config file \(invalid JSON at line 1 column 2"),
+    ("config.json", b"[1, 2]", r"config\.json: expected a JSON object"),
+    ("manifest.json", b"{not json", r"manifest\.json: unreadable or truncated"),
+    ("spiece.model", b"garbage bytes", r"spiece\.model: not a SentencePiece model"),
+])
+def test_non_json_or_garbage_files_name_the_file(ckpt, name, content, msg):
+    if name != "manifest.json":
+        (ckpt / "manifest.json").unlink()
+    (ckpt / name).write_bytes(content)
+    loaders = _both_loaders(ckpt) if name != "spiece.model" else _both_loaders(ckpt)[1:]
+    for load in loaders:
+        with pytest.raises(ValueError, match=msg):
+            load()
+
+
+def _resave(d, change):
+    from safetensors.numpy import load_file, save_file
+    (d / "manifest.json").unlink()
+    state = load_file(d / "model.safetensors")
+    change(state)
+    save_file(state, d / "model.safetensors")
+
+
+def test_integer_weights_are_refused(ckpt):
+    _resave(ckpt, lambda s: s.__setitem__("predictions.bias", s["predictions.bias"].astype(np.int64)))
+    with pytest.raises(ValueError, match=r"tensor 'predictions\.bias' is stored as int64, expected a floating"):
+        from_pretrained(ckpt)
+
+
+def test_unknown_extra_tensors_warn(ckpt):
+    import warnings
+    with warnings.catch_warnings(record=True) as seen:   # the MLM head, unused by AlbertModel: known
+        warnings.simplefilter("always")
+        from_pretrained(ckpt, model_class=__import__("minialbert").AlbertModel)
+    assert not [w for w in seen if "no ALBERT model has" in str(w.message)]
+    _resave(ckpt, lambda s: s.__setitem__("my_probe.weight", np.zeros(3, np.float32)))
+    with pytest.warns(UserWarning, match=r"ignoring 1 tensor\(s\) that no ALBERT model has: \['my_probe\.weight'\]"):
+        from_pretrained(ckpt)
