@@ -419,12 +419,18 @@ def abort_on_failure(command: str = "minialbert"):
         w.abort(130 if isinstance(e, KeyboardInterrupt) else 1)
 
 
+def rank_label() -> str:
+    """``" [rank r of N]"`` on a rank of several, else ``""`` (for messages)."""
+    w = _WORLD
+    return f" [rank {w.rank} of {w.size}]" if w is not None and w.size > 1 else ""
+
+
 def exit_code(rc: int, command: str = "minialbert") -> int:
     """A command's exit code; a non-zero one on a rank of a multi-rank world aborts all
     ranks (the others may be blocked waiting for this one)."""
     w = _WORLD
     if rc and w is not None and w.size > 1:
-        sys.stderr.write(f"{command} [rank {w.rank} of {w.size}]: exit code {rc}; aborting all ranks\n")
+        sys.stderr.write(f"{command}{rank_label()}: exit code {rc}; aborting all ranks\n")
         w.abort(rc)
     return rc
 

@@ -38,12 +38,18 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-        # user errors: one clear line, no traceback
-        print(f"minialbert {args.command}: error: {e}", file=sys.stderr)
-        return 1
+    from .. import distributed  # noqa: PLC0415  (mpi4py only under an MPI launcher)
+
+    command = f"minialbert {args.command}"
+    # under mpiexec, a rank that fails aborts every rank (the others would wait for it forever)
+    with distributed.abort_on_failure(command):
+        try:
+            rc = int(args.func(args) or 0)
+        except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+            # user errors: one clear line, no traceback
+            print(f"{command}{distributed.rank_label()}: error: {e}", file=sys.stderr)
+            rc = 1
+        return distributed.exit_code(rc, command)
 
 
 if __name__ == "__main__":
