@@ -201,3 +201,43 @@ def test_unknown_extra_tensors_warn(ckpt):
     _resave(ckpt, lambda s: s.__setitem__("my_probe.weight", np.zeros(3, np.float32)))
     with pytest.warns(UserWarning, match=r"ignoring 1 tensor\(s\) that no ALBERT model has: \['my_probe\.weight'\]"):
         from_pretrained(ckpt)
+
+
+# -- shards ---------------------------------------------------------------------------------
+from minialbert.data import ShardLoader  # noqa: E402
+
+
+@pytest.fixture
+def shards_dir(tok, corpus, tmp_path):
+    d = tmp_path / "shards"
+    build_shards(corpus, tok, d, max_seq_length=32, docs_per_shard=50, num_workers=1)
+    return d
+
+
+@pytest.mark.parametrize("delta", [+3, -3])
+def test_manifest_that_misstates_a_shard_size(shards_dir, delta):
+    # over-stated: an IndexError deep in the loader; under-stated: examples silently dropped
+    m = json.loads((shards_dir / "manifest.json").read_text())
+    m["shards"][1]["num_examples"] += delta
+    m["num_examples"] += delta
+    (shards_dir / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match=r"shard-00001\.npz holds input_ids of shape \(\d+, 32\), the manifest says"):
+        ShardLoader(shards_dir, batch_size=4)
+
+
+def test_manifest_total_that_disagrees_with_its_shards(shards_dir):
+    m = json.loads((shards_dir / "manifest.json").read_text())
+    m["num_examples"] += 1
+    (shards_dir / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match=r"manifest\.json says num_examples=\d+ but its shards hold"):
+        ShardLoader(shards_dir, batch_size=4)
+
+
+@pytest.mark.parametrize("content, msg", [
+    (b"{not json", r"manifest\.json: not a shard manifest file \(invalid JSON at line 1"),
+    (b'{"format": "minialbert-pretraining-shards", "shards": 3}', r"manifest\.json is damaged"),
+])
+def test_non_json_or_damaged_shard_manifest(shards_dir, content, msg):
+    (shards_dir / "manifest.json").write_bytes(content)
+    with pytest.raises(ValueError, match=msg):
+        ShardLoader(shards_dir, batch_size=4)

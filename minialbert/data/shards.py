@@ -319,18 +319,60 @@ def read_manifest(data_dir) -> dict:
     if not m.is_file():
         raise ValueError(f"data_dir: {d} has no {MANIFEST}: the build is incomplete or was interrupted; "
                          f"run `minialbert data build` again")
-    manifest = json.loads(m.read_text(encoding="utf-8"))
+    from ..config import read_json_object  # noqa: PLC0415
+    manifest = read_json_object(m, "shard manifest")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"data_dir: {m} is not a minialbert shard manifest")
-    for s in manifest["shards"]:
+    try:
+        shards = manifest["shards"]
+        T, P = int(manifest["config"]["max_seq_length"]), int(manifest["config"]["max_predictions_per_seq"])
+        for s in shards:
+            s["file"], s["num_examples"] = str(s["file"]), int(s["num_examples"])
+        manifest["num_examples"], manifest["tokenizer"]["hash"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"data_dir: {m} is damaged (bad or missing entry {e}); rebuild with --overwrite") from None
+    for s in shards:
         f = d / s["file"]
-        if not f.is_file():
+        if os.path.basename(s["file"]) != s["file"] or not f.is_file():
             raise ValueError(f"data_dir: shard {s['file']} listed in the manifest is missing")
         # a cheap integrity check: a shard cut short or replaced after the build has another size
         if "bytes" in s and f.stat().st_size != s["bytes"]:
             raise ValueError(f"data_dir: shard {f} is {f.stat().st_size} bytes, the manifest says {s['bytes']}: "
                              f"it was damaged or replaced after the build; rebuild with --overwrite")
+        # the row counts the loader plans with must be the shard's own (reads headers only)
+        have = _npz_shapes(f)
+        if have is not None:
+            _check_shard_shapes(f, have, s["num_examples"], T, P)
+    if sum(s["num_examples"] for s in shards) != manifest["num_examples"]:
+        raise ValueError(f"data_dir: {m} says num_examples={manifest['num_examples']} but its shards hold "
+                         f"{sum(s['num_examples'] for s in shards)}; rebuild with --overwrite")
     return manifest
+
+
+def _check_shard_shapes(f, have: dict, n: int, T: int, P: int) -> None:
+    want = {"input_ids": (n, T), "token_type_ids": (n, T), "masked_lm_positions": (n, P),
+            "masked_lm_ids": (n, P), "lengths": (n,), "masked_lm_counts": (n,), "sentence_order_label": (n,)}
+    for key, shape in want.items():
+        if have.get(key) != shape:
+            raise ValueError(f"data_dir: shard {f} holds {key} of shape {have.get(key)}, the manifest says "
+                             f"{shape} ({n} examples, T={T}, P={P}): the manifest and the shard do not "
+                             f"belong together; rebuild with --overwrite")
+
+
+def _npz_shapes(f: Path):
+    """{array name: shape} of an uncompressed .npz, from the .npy headers alone."""
+    shapes = {}
+    try:
+        with zipfile.ZipFile(f) as z:
+            for name in z.namelist():
+                with z.open(name) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    shape, _, _ = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(fh))
+                shapes[name[:-4] if name.endswith(".npy") else name] = tuple(shape)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None                       # unreadable: the loader says so when it reaches the shard
+    return shapes
 
 
 # -- loading --------------------------------------------------------------------------
@@ -465,10 +507,13 @@ class ShardLoader(_BatchStream):
         f = self.data_dir / self.files[s]
         try:
             with np.load(f) as z:
-                return {k: z[k] for k in ARRAY_KEYS}
+                arrays = {k: z[k] for k in ARRAY_KEYS}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"data_dir: shard {f} cannot be read ({type(e).__name__}: {e}); "
                              f"rebuild with --overwrite") from None
+        _check_shard_shapes(f, {k: a.shape for k, a in arrays.items()}, self.sizes[s],
+                            self.max_seq_length, self.max_predictions_per_seq)
+        return arrays
 
 
 class ExampleLoader(_BatchStream):
