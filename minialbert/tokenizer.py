@@ -190,6 +190,19 @@ class Tokenizer:
         lines = list(_iter_training_lines(texts, lowercase))
         if not lines:
             raise ValueError("texts: the corpus is empty (no non-blank line to train on)")
+        # SentencePiece skips a line longer than max_sentence_length bytes (and fails with an
+        # INTERNAL error when nothing is left): say so here, in words
+        sizes = [len(x.encode("utf-8")) for x in lines]
+        too_long = sum(n > max_sentence_length for n in sizes)
+        if too_long:
+            what = (f"{too_long} of {len(lines)} lines {'is' if too_long == 1 else 'are'} longer than "
+                    f"max_sentence_length={max_sentence_length} bytes (the longest: {max(sizes):,} bytes)")
+            if too_long == len(lines):
+                raise ValueError(f"texts: {what}; SentencePiece trains on none of them. Split the text into "
+                                 f"lines or sentences (minialbert tokenizer train --split sentences), or raise "
+                                 f"max_sentence_length")
+            import warnings  # noqa: PLC0415
+            warnings.warn(f"texts: {what}; SentencePiece skips them", stacklevel=2)
         writer = io.BytesIO()
         kwargs = dict(
             sentence_iterator=iter(lines), model_writer=writer, vocab_size=vocab_size,

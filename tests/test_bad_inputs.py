@@ -241,3 +241,67 @@ def test_non_json_or_damaged_shard_manifest(shards_dir, content, msg):
     (shards_dir / "manifest.json").write_bytes(content)
     with pytest.raises(ValueError, match=msg):
         ShardLoader(shards_dir, batch_size=4)
+
+
+# -- one enormous line ----------------------------------------------------------------------
+def _one_long_line(n_words=400_000):
+    rng = np.random.default_rng(0)
+    words = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"])
+    return " ".join(words[rng.integers(0, 8, n_words)])                        # ~2.4 MB, no breaks
+
+
+def test_tokenizer_train_on_one_enormous_line(tmp_path, capsys):
+    f = tmp_path / "one.txt"
+    f.write_text(_one_long_line() + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"1 of 1 lines is longer than max_sentence_length=16384 bytes"):
+        Tokenizer.train([f.read_text(encoding="utf-8")], 50)
+    assert cli_main(["tokenizer", "train", "-i", str(f), "-V", "50", "-o", str(tmp_path / "sp"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "minialbert tokenizer: error: texts: 1 of 1 lines is longer" in err and "Traceback" not in err
+    with pytest.warns(UserWarning, match=r"1 of \d+ lines is longer .* SentencePiece skips them"):
+        Tokenizer.train(load_default_corpus(include_numpy=False)[:40] + [[_one_long_line(5000)]], 200)
+
+
+def test_data_build_warns_about_one_enormous_line(tok, tmp_path):
+    with pytest.warns(UserWarning, match=r"1 sentence\(s\) longer than 4,096 characters \(the longest: [\d,]+ "
+                                         r"characters, in document 0\); an example holds max_seq_length=128"):
+        m = build_shards([[_one_long_line(100_000)]], tok, tmp_path / "D", num_workers=1)
+    assert m["num_examples"] == 1
+
+
+# -- writes that fail -----------------------------------------------------------------------
+import errno  # noqa: E402
+
+
+def test_full_disk_is_one_line_naming_the_output(tok, corpus, tmp_path, monkeypatch, capsys):
+    from minialbert.data import shards as shards_mod
+    d = tmp_path / "D"
+    d.mkdir()
+    (d / "notes.txt").write_text("keep me")
+    tok.save(tmp_path / "sp.model")
+    src = tmp_path / "t.txt"
+    src.write_text("\n\n".join("\n".join(doc) for doc in corpus[:50]), encoding="utf-8")
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(shards_mod.np, "savez", full)
+    rc = cli_main(["data", "build", "-i", str(src), "-t", str(tmp_path / "sp.model"), "-o", str(d), "-q", "-j", "1"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip().splitlines()[-1] == f"minialbert data: error: cannot write {d / 'shard-00000.npz'}: No space left on device"
+    assert "Traceback" not in err and (d / "notes.txt").read_text() == "keep me"
+    assert not (d / "manifest.json").exists() and not [f for f in os.listdir(d) if ".tmp" in f]
+
+
+def test_read_only_output_is_one_line_naming_the_path(tok, corpus, tmp_path, monkeypatch, capsys):
+    import pathlib
+    tok.save(tmp_path / "sp.model")
+    src = tmp_path / "t.txt"
+    src.write_text("\n\n".join("\n".join(doc) for doc in corpus[:50]), encoding="utf-8")
+    d = tmp_path / "ro" / "D"
+
+    def read_only(self, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+    monkeypatch.setattr(pathlib.Path, "mkdir", read_only)
+    rc = cli_main(["data", "build", "-i", str(src), "-t", str(tmp_path / "sp.model"), "-o", str(d), "-q", "-j", "1"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip().splitlines()[-1] == f"minialbert data: error: cannot write {d}: Read-only file system"

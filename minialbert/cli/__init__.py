@@ -6,6 +6,7 @@ subcommand and sets ``func`` (called with the parsed arguments; returns an exit 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -32,7 +33,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# errors that only a write can cause; others (permission denied ...) may come from a read too
+_WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def describe_os_error(e: OSError, args=None) -> str:
+    """``cannot write PATH: reason`` for an OSError, naming the output folder of ``args``
+    (``--out``/``--output``) when the error itself carries no file name (a full disk seen
+    by ``write()``)."""
+    reason = e.strerror or str(e)
+    path = e.filename
+    if path is None:
+        out = next((getattr(args, a) for a in ("out", "output") if getattr(args, a, None)), None)
+        return f"cannot write {'under ' + str(out) if out else 'a file'}: {reason}"
+    out = [str(getattr(args, a)) for a in ("out", "output") if getattr(args, a, None)]
+    writing = e.errno in _WRITE_ERRNOS or any(str(path).startswith(o) for o in out)
+    return f"cannot {'write' if writing else 'access'} {path}: {reason}"
+
+
+def _warning_line(message, category, filename, lineno, line=None):
+    return f"minialbert: warning: {message}\n"
+
+
 def main(argv=None) -> int:
+    import warnings  # noqa: PLC0415
+    before, warnings.formatwarning = warnings.formatwarning, _warning_line   # one line, no source
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = before
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -48,6 +80,11 @@ def main(argv=None) -> int:
         except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
             # user errors: one clear line, no traceback
             print(f"{command}{distributed.rank_label()}: error: {e}", file=sys.stderr)
+            rc = 1
+        except OSError as e:
+            # a read-only folder, a full disk ...: one line naming the path; the commands write
+            # atomically, so what was there before is still there
+            print(f"{command}{distributed.rank_label()}: error: {describe_os_error(e, args)}", file=sys.stderr)
             rc = 1
         return distributed.exit_code(rc, command)
 

@@ -103,31 +103,33 @@ def arrays_to_batch(arr: dict, idx: np.ndarray, pad_id: int = 0) -> dict:
     }
 
 
-def _atomic_savez(path: Path, arrays: dict) -> None:
+def _atomic_write(path: Path, write, mode: str = "wb") -> None:
+    """Write through ``write(f)`` into a temporary beside ``path``, fsync, rename into place.
+    On failure (a full disk) the temporary is removed and the OSError names ``path``."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
+
+
+def _atomic_savez(path: Path, arrays: dict) -> None:
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _atomic_write(path, lambda f: f.write(data))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _atomic_write(path, lambda f: f.write(text), "w")
 
 
 # -- building -------------------------------------------------------------------------
@@ -188,6 +190,7 @@ def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed:
     documents = [d for d in documents if any(s.strip() for s in d)]
     if not documents:
         raise ValueError("documents: the corpus is empty (no document with a non-blank sentence)")
+    _warn_long_sentences(documents, int(max_seq_length))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"out_dir: {out} exists and is not a folder")
@@ -288,6 +291,25 @@ def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed:
     _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     (out / JOURNAL).unlink(missing_ok=True)          # the manifest now records everything
     return manifest
+
+
+# A sentence of more characters than this many per token of an example cannot fit in one:
+# SentencePiece pieces average a few characters, so it holds far more than T tokens.
+LONG_SENTENCE_CHARS_PER_TOKEN = 32
+
+
+def _warn_long_sentences(documents, max_seq_length: int) -> None:
+    """Warn about sentences far longer than an example: all but their start is dropped (a
+    10 MB line with no sentence breaks makes one example)."""
+    limit = LONG_SENTENCE_CHARS_PER_TOKEN * max_seq_length
+    long = [(len(s), i) for i, d in enumerate(documents) for s in d if len(s) > limit]
+    if long:
+        import warnings  # noqa: PLC0415
+        n, i = max(long)
+        warnings.warn(f"documents: {len(long)} sentence(s) longer than {limit:,} characters (the longest: "
+                      f"{n:,} characters, in document {i}); an example holds max_seq_length={max_seq_length} "
+                      f"tokens, so only the start of each is used. Split long lines into sentences "
+                      f"(--split sentences)", stacklevel=3)
 
 
 def _files_written_before(out: Path) -> set:
