@@ -9,6 +9,7 @@ steps then linear decay to 0, global-norm clipping at 1.0, optional layer-wise L
 """
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import shutil
@@ -39,6 +40,7 @@ class FinetuneConfig:
     tokenizer: Optional[str] = None      # spiece.model (default: the one beside the model)
     text_columns: Optional[str] = None   # "sentence1,sentence2"; default: GLUE names
     label_column: Optional[str] = None   # default: label / labels / gold_label / score
+    encoding: str = "utf-8"              # text encoding of --train/--eval (e.g. latin-1, cp1252)
     max_length: int = 128                # T
     doc_stride: int = 64                 # QA: pieces between context windows
     max_query_length: int = 32           # QA: question pieces kept
@@ -67,6 +69,10 @@ class FinetuneConfig:
             raise ValueError(f"--optimizer: expected 'adamw', 'adamw-torch' or 'lamb', got {self.optimizer!r}")
         check_device(self.device)
         resolve_dtype(self.dtype)
+        try:
+            codecs.lookup(self.encoding)
+        except (LookupError, TypeError):
+            raise ValueError(f"--encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
         for k in ("max_length", "epochs", "batch_size", "doc_stride", "max_query_length"):
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {getattr(self, k)}")
@@ -147,10 +153,10 @@ def load_task(cfg: FinetuneConfig) -> T.Task:
     cols = cfg.text_columns.split(",") if cfg.text_columns else None
     if cfg.task in ("classification", "regression"):
         return T.load_sequence_task(cfg.train, cfg.eval, cols, cfg.label_column,
-                                    regression=(cfg.task == "regression") or None)
+                                    regression=(cfg.task == "regression") or None, encoding=cfg.encoding)
     if cfg.task == "token":
-        return T.load_token_task(cfg.train, cfg.eval)
-    return T.load_qa_task(cfg.train, cfg.eval)
+        return T.load_token_task(cfg.train, cfg.eval, encoding=cfg.encoding)
+    return T.load_qa_task(cfg.train, cfg.eval, encoding=cfg.encoding)
 
 
 def build_features(task: T.Task, tok, cfg: FinetuneConfig):

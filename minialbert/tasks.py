@@ -21,6 +21,7 @@ The embedded demo task (:func:`demo_task`) needs no download at all.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,23 @@ class Task:
 # reading files
 
 
-def _read_rows(path) -> list[dict]:
+def _read_text(path: Path, encoding: str = "utf-8") -> str:
+    """The whole file as text; a byte that is not valid ``encoding`` is a ValueError naming
+    the file, the line and the byte (and the --encoding flag that fixes it)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValueError(f"{path}:{line}: not valid {encoding} text (byte 0x{raw[e.start]:02x} at line {line}, "
+                         f"byte {col} of the line; {e.reason}); pass --encoding (e.g. latin-1, cp1252) "
+                         f"if the file uses another encoding") from None
+    except LookupError:
+        raise ValueError(f"--encoding: unknown text encoding {encoding!r}") from None
+
+
+def _read_rows(path, encoding: str = "utf-8") -> list[dict]:
     """CSV / TSV (header row) / JSONL rows as dicts of strings (JSON values kept)."""
     path = Path(path)
     if not path.exists():
@@ -68,26 +85,27 @@ def _read_rows(path) -> list[dict]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{n}: expected a JSON object per line")
-                rows.append(row)
+        # io.StringIO(newline=None) splits lines as open() does (not str.splitlines, which
+        # also splits at U+2028 and friends, valid inside a JSON string)
+        for n, line in enumerate(io.StringIO(_read_text(path, encoding), newline=None), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: expected a JSON object per line")
+            rows.append(row)
         return rows
     if suffix not in (".csv", ".tsv", ".txt"):
         raise ValueError(f"{path}: unknown data format {suffix!r}: expected .csv, .tsv or .jsonl")
-    with open(path, encoding="utf-8", newline="") as f:
-        if suffix == ".csv":
-            reader = csv.DictReader(f)
-        else:  # GLUE TSVs are unquoted: a quote char is just a character
-            reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        rows = list(reader)
+    f = io.StringIO(_read_text(path, encoding), newline="")
+    if suffix == ".csv":
+        reader = csv.DictReader(f)
+    else:  # GLUE TSVs are unquoted: a quote char is just a character
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+    rows = list(reader)
     for n, row in enumerate(rows, 2):
         if None in row or any(v is None for v in row.values()):
             raise ValueError(f"{path}:{n}: row has a different number of fields than the header")
@@ -136,19 +154,19 @@ def _is_float(s) -> bool:
 
 
 def load_sequence_task(train_path, eval_path=None, text_columns=None, label_column=None,
-                       label_names=None, num_labels=None, regression=None) -> Task:
+                       label_names=None, num_labels=None, regression=None, encoding: str = "utf-8") -> Task:
     """Read a (single text or pair) classification or regression task.
 
     Inputs: train_path / eval_path (CSV, TSV, JSONL; without eval_path, 10% of train is
     held out, deterministically), text_columns (1 or 2 names) and label_column (guessed
     from GLUE names when None), label_names (order of string labels; default sorted),
     num_labels (for integer labels; default max+1), regression (default: labels that are
-    floats but not all integers).
+    floats but not all integers), encoding (of the files; default UTF-8).
     Returns: Task. Labels outside [0, num_labels) raise ValueError naming file and row."""
-    train_rows = _read_rows(train_path)
+    train_rows = _read_rows(train_path, encoding)
     text_columns, label_column = _pick_columns(train_rows, train_path, text_columns, label_column)
     if eval_path is not None:
-        eval_rows = _read_rows(eval_path)
+        eval_rows = _read_rows(eval_path, encoding)
         _pick_columns(eval_rows, eval_path, text_columns, label_column)
     else:
         idx = np.random.default_rng(0).permutation(len(train_rows))
@@ -196,35 +214,34 @@ def load_sequence_task(train_path, eval_path=None, text_columns=None, label_colu
                 label_names)
 
 
-def _read_conll(path) -> list[dict]:
+def _read_conll(path, encoding: str = "utf-8") -> list[dict]:
     sents, toks, tags = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                if toks:
-                    sents.append({"tokens": toks, "tags": tags})
-                toks, tags = [], []
-                continue
-            parts = line.split()
-            if parts[0] == "-DOCSTART-":
-                continue
-            if len(parts) < 2:
-                raise ValueError(f"{path}:{n}: expected 'token ... tag', got {line!r}")
-            toks.append(parts[0])
-            tags.append(parts[-1])
+    for n, line in enumerate(io.StringIO(_read_text(Path(path), encoding), newline=None), 1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            if toks:
+                sents.append({"tokens": toks, "tags": tags})
+            toks, tags = [], []
+            continue
+        parts = line.split()
+        if parts[0] == "-DOCSTART-":
+            continue
+        if len(parts) < 2:
+            raise ValueError(f"{path}:{n}: expected 'token ... tag', got {line!r}")
+        toks.append(parts[0])
+        tags.append(parts[-1])
     if toks:
         sents.append({"tokens": toks, "tags": tags})
     return sents
 
 
-def _read_token_file(path) -> list[dict]:
+def _read_token_file(path, encoding: str = "utf-8") -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such data file: {path}")
     if path.suffix.lower() in (".jsonl", ".json"):
         out = []
-        for n, row in enumerate(_read_rows(path), 1):
+        for n, row in enumerate(_read_rows(path, encoding), 1):
             tags = next((row[k] for k in ("tags", "ner_tags", "labels") if k in row), None)
             if "tokens" not in row or tags is None:
                 raise ValueError(f"{path}: row {n}: expected keys 'tokens' and 'tags' (or 'ner_tags'/'labels')")
@@ -232,18 +249,18 @@ def _read_token_file(path) -> list[dict]:
                 raise ValueError(f"{path}: row {n}: {len(row['tokens'])} tokens but {len(tags)} tags")
             out.append({"tokens": [str(t) for t in row["tokens"]], "tags": tags})
         return out
-    return _read_conll(path)
+    return _read_conll(path, encoding)
 
 
-def load_token_task(train_path, eval_path=None, label_names=None) -> Task:
+def load_token_task(train_path, eval_path=None, label_names=None, encoding: str = "utf-8") -> Task:
     """Read a token-classification task (CoNLL or JSONL; see the module docstring).
     Integer tags are used as ids (label_names default "0".."max"); string tags are mapped
     in sorted order (or the order of ``label_names``)."""
-    train = _read_token_file(train_path)
+    train = _read_token_file(train_path, encoding)
     if not train:
         raise ValueError(f"{train_path}: no sentences")
     if eval_path is not None:
-        ev = _read_token_file(eval_path)
+        ev = _read_token_file(eval_path, encoding)
     else:
         n_eval = max(1, len(train) // 10)
         ev, train = train[:n_eval], train[n_eval:]
@@ -274,14 +291,14 @@ def load_token_task(train_path, eval_path=None, label_names=None) -> Task:
                 convert(ev, eval_path or train_path), label_names)
 
 
-def read_squad(path) -> list[dict]:
+def read_squad(path, encoding: str = "utf-8") -> list[dict]:
     """SQuAD v1.1/v2.0 JSON -> [{"id", "question", "context", "answers": [{"text", "answer_start"}]}].
     Unanswerable (v2.0 ``is_impossible``) questions get ``answers == []``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such data file: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path, encoding))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict) or "data" not in data:
@@ -304,10 +321,10 @@ def read_squad(path) -> list[dict]:
     return out
 
 
-def load_qa_task(train_path, eval_path=None) -> Task:
-    train = read_squad(train_path)
+def load_qa_task(train_path, eval_path=None, encoding: str = "utf-8") -> Task:
+    train = read_squad(train_path, encoding)
     if eval_path is not None:
-        ev = read_squad(eval_path)
+        ev = read_squad(eval_path, encoding)
     else:
         n_eval = max(1, len(train) // 10)
         ev, train = train[:n_eval], train[n_eval:]

@@ -305,3 +305,32 @@ def test_read_only_output_is_one_line_naming_the_path(tok, corpus, tmp_path, mon
     rc = cli_main(["data", "build", "-i", str(src), "-t", str(tmp_path / "sp.model"), "-o", str(d), "-q", "-j", "1"])
     err = capsys.readouterr().err
     assert rc == 1 and err.strip().splitlines()[-1] == f"minialbert data: error: cannot write {d}: Read-only file system"
+
+
+# -- fine-tuning files that are not UTF-8 -------------------------------------------------
+from minialbert import tasks as T  # noqa: E402
+
+
+def test_non_utf8_csv_names_file_and_line_and_encoding_reads_it(tmp_path):
+    f = tmp_path / "train.csv"
+    rows = ["sentence,label"] + [f"row number {i},{i % 2}" for i in range(6)] + ["Привет мир,1"]
+    f.write_bytes("\n".join(rows).encode("cp1251"))                     # 0xcf... not UTF-8
+    with pytest.raises(ValueError, match=r"train\.csv:8: not valid utf-8 text \(byte 0xcf at line 8, byte 1 "
+                                         r"of the line.*pass --encoding"):
+        T.load_sequence_task(f)
+    task = T.load_sequence_task(f, encoding="cp1251")
+    assert any(r["text_a"] == "Привет мир" for r in task.train + task.eval)
+    with pytest.raises(ValueError, match=r"--encoding: unknown text encoding 'klingon'"):
+        T.load_sequence_task(f, encoding="klingon")
+
+
+def test_finetune_encoding_flag(tmp_path, capsys):
+    from minialbert.finetune import FinetuneConfig
+    assert FinetuneConfig().encoding == "utf-8"
+    with pytest.raises(ValueError, match="--encoding: unknown text encoding"):
+        FinetuneConfig(task="classification", train="x.csv", encoding="klingon").validate()
+    f = tmp_path / "train.csv"
+    f.write_bytes("sentence,label\ncaf\xe9,1\nthe,0\n".encode("latin-1"))
+    rc = cli_main(["finetune", "--task", "classification", "--train", str(f), "--model", str(tmp_path / "none"),
+                   "--out", str(tmp_path / "o"), "--encoding", "latin-1"])       # the flag parses
+    assert rc == 1 and "holds no model" in capsys.readouterr().err

@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--tokenizer", default=None, metavar="PATH", help="spiece.model (default: beside the model)")
     p.add_argument("--text-columns", default=None, help='e.g. "sentence1,sentence2" (default: GLUE names)')
     p.add_argument("--label-column", default=None, help="default: label, labels, gold_label or score")
+    p.add_argument("--encoding", default=d.encoding, help="text encoding of --train/--eval (e.g. latin-1, cp1252)")
     p.add_argument("--max-length", type=int, default=d.max_length, metavar="T")
     p.add_argument("--doc-stride", type=int, default=d.doc_stride, help="QA: pieces between windows")
     p.add_argument("--max-query-length", type=int, default=d.max_query_length, help="QA: question pieces kept")
