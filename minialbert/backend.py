@@ -11,6 +11,8 @@ checkpoint). A Python scalar from a device array goes through ``float()``.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 DEVICES = ("cpu", "gpu")
@@ -18,6 +20,11 @@ DEVICES = ("cpu", "gpu")
 #: The default dtype of parameters and activations. float64 is for gradient checks.
 DEFAULT_DTYPE = np.float32
 DTYPES = {"float32": np.float32, "float64": np.float64}
+#: Cuda data-type and cuBLAS constants used by :func:`batched_matmul` (cuda library_types.h,
+#: cublas_api.h): CUDA_R_32F, CUDA_R_16F, CUDA_R_16BF; CUBLAS_COMPUTE_32F; CUBLAS_GEMM_DEFAULT.
+_CUDA_R = {"float32": 0, "float16": 2, "bfloat16": 14}
+_CUBLAS_COMPUTE_32F = 68
+_CUBLAS_GEMM_DEFAULT = -1
 
 _cupy = None  # the cupy module once imported; False when the import failed
 _cupy_error: str | None = None
@@ -255,3 +262,149 @@ def use_cuda_device(index: int) -> None:
 def current_stream_ptr() -> int:
     """The current CUDA stream's handle, for NCCL calls queued on it."""
     return _require_gpu().cuda.get_current_stream().ptr
+
+
+# ----------------------------------------------------------------------------------------
+# reduced precision (minialbert/precision.py builds on these)
+# ----------------------------------------------------------------------------------------
+
+def bfloat16_dtype() -> np.dtype:
+    """NumPy's bfloat16 dtype, from the ``ml_dtypes`` package (NumPy has none of its own)."""
+    try:
+        import ml_dtypes  # noqa: PLC0415
+    except ImportError:
+        raise RuntimeError("bfloat16 needs the ml_dtypes package (pip install ml_dtypes); "
+                           "use fp16 or fp32 instead") from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def is_float_dtype(dtype) -> bool:
+    """True for float16/32/64 and bfloat16 (whose NumPy kind is 'V', not 'f')."""
+    dt = np.dtype(dtype)
+    return dt.kind == "f" or dt.name == "bfloat16"
+
+
+def finfo(dtype):
+    """``np.finfo``, which also knows bfloat16 (through ``ml_dtypes.finfo``)."""
+    dt = np.dtype(dtype)
+    if dt.name == "bfloat16":
+        import ml_dtypes  # noqa: PLC0415
+
+        return ml_dtypes.finfo(dt)
+    return np.finfo(dt)
+
+
+def is_low_precision(dtype) -> bool:
+    """float16 or bfloat16: the 2-byte types whose arithmetic minialbert does in float32."""
+    dt = np.dtype(dtype)
+    return dt.itemsize == 2 and is_float_dtype(dt)
+
+
+def upcast(x):
+    """``x`` as float32 when it is float16/bfloat16 (a new array), else ``x`` itself. Layers call
+    it on entry, so statistics, exponentials and sums run in float32 (as PyTorch's autocast and
+    its "opmath" do), and cast their outputs back with ``y.astype(x.dtype)``."""
+    return x.astype(np.float32) if is_low_precision(x.dtype) else x
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D operands (transposed views allowed), float32 accumulation in every dtype.
+
+    float32/float64: exactly ``a @ b``. float16/bfloat16 on the GPU: one cuBLAS GEMM on the
+    tensor cores with float32 accumulation (CuPy's own 2-D ``matmul`` for float16; bfloat16,
+    which CuPy's ``matmul`` refuses, goes through :func:`batched_matmul`). On the CPU, which
+    has no float16 GEMM worth the name (NumPy's float16 ``matmul`` is a scalar loop), the
+    product of the two float16 operands is formed in float32 and rounded once to float16:
+    what a tensor core computes (exact products, float32 sums, one rounding of the result)."""
+    if not is_low_precision(a.dtype):
+        return a @ b
+    if is_cupy_array(a):
+        if a.dtype == np.float16 and b.dtype == np.float16:
+            return a @ b                         # 2-D: cuBLAS gemmEx, float32 compute
+        return batched_matmul(a, b)
+    return (a.astype(np.float32) @ b.astype(np.float32)).astype(a.dtype)
+
+
+def batched_matmul(a, b):
+    """``a @ b`` over leading batch axes: a (..., M, K), b (..., K, N) -> (..., M, N).
+
+    float32/float64 (and every NumPy dtype): ``a @ b`` as before, with the same CPU
+    emulation as :func:`matmul` for float16/bfloat16. On the GPU in float16/bfloat16, ONE
+    strided-batched cuBLAS GEMM (``gemmStridedBatchedEx``, float32 compute): CuPy's ``matmul``
+    on more than two dimensions silently upcasts float16 to float32 (and fails for
+    bfloat16), which would throw the tensor cores away. A transposed view of the last two
+    axes (``x.swapaxes(-1, -2)``) is passed to cuBLAS as a transpose flag, not copied."""
+    if not (is_cupy_array(a) and is_low_precision(a.dtype)):
+        if is_low_precision(a.dtype):
+            return (a.astype(np.float32) @ b.astype(np.float32)).astype(a.dtype)
+        return a @ b
+    return _cublas_batched_gemm(a, b)
+
+
+def _gemm_operand(x):
+    """(array, transposed?) with each matrix of ``x`` stored densely, either row-major (N) or
+    as the transpose of a row-major matrix (T), and the batch axes one uniform stride apart."""
+    cp = _cupy
+    *lead, R, C = x.shape
+    isz = x.dtype.itemsize
+    s = x.strides
+    batch_ok = all(s[i] == s[i + 1] * x.shape[i + 1] for i in range(len(lead) - 1)) if lead else True
+    if batch_ok and (not lead or s[len(lead) - 1] == R * C * isz):
+        if s[-1] == isz and s[-2] == C * isz:
+            return x, False
+        if s[-2] == isz and s[-1] == R * isz:
+            return x, True
+    return cp.ascontiguousarray(x), False
+
+
+def _cublas_batched_gemm(a, b):
+    cp = _cupy
+    if a.dtype != b.dtype:
+        raise ValueError(f"batched_matmul: operands must share a dtype, got {a.dtype} and {b.dtype}")
+    if a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"batched_matmul: shapes {tuple(a.shape)} @ {tuple(b.shape)} do not match")
+    from cupy.cuda import cublas  # noqa: PLC0415  (this module is the only one that touches CuPy)
+
+    lead = a.shape[:-2]
+    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = int(np.prod(lead)) if lead else 1
+    a, ta = _gemm_operand(a)
+    b, tb = _gemm_operand(b)
+    out = cp.empty((*lead, M, N), dtype=a.dtype)
+    if batch == 0 or M == 0 or N == 0:
+        return out
+    if K == 0:
+        out[...] = 0
+        return out
+    dt = _CUDA_R[a.dtype.name]
+    # cuBLAS is column-major: a row-major C (M x N) is the column-major C^T (N x M), so compute
+    # C^T = op(B)^T op(A)^T, i.e. swap the operands and give cuBLAS N and M in that order.
+    # A row-major (M x K) matrix read column-major is its transpose with leading dimension K
+    # (op N); a transposed view of a row-major (K x M) matrix is read with op T, ld M.
+    lda = M if ta else K
+    ldb = K if tb else N
+    one = np.array(1.0, dtype=np.float32)
+    zero = np.array(0.0, dtype=np.float32)
+    handle = cp.cuda.device.get_cublas_handle()
+    cublas.gemmStridedBatchedEx(
+        handle, 1 if tb else 0, 1 if ta else 0, N, M, K,
+        one.ctypes.data, b.data.ptr, dt, ldb, K * N,
+        a.data.ptr, dt, lda, M * K,
+        zero.ctypes.data, out.data.ptr, dt, N, M * N,
+        batch, _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
+    return out
+
+
+def enable_tf32() -> None:
+    """Let CuPy run float32 matmuls on the tensor cores in TF32 (10-bit mantissa inputs, float32
+    accumulation). CuPy reads ``CUPY_TF32`` at its first float32 matmul and keeps the answer,
+    so the setting is also pushed into CuPy's compute-type table directly."""
+    cp = _require_gpu()
+    os.environ["CUPY_TF32"] = "1"
+    try:
+        from cupy._core import _routines_linalg as _lin  # noqa: PLC0415
+
+        _lin.set_compute_type(np.float32, 7)          # COMPUTE_TYPE_TF32
+    except (ImportError, AttributeError):             # an older CuPy: the variable alone
+        pass
+    return cp

@@ -125,7 +125,8 @@ class _MLMMixin:
             targets = flat[pos]                                           # (N,)
         else:
             pos, x, targets = None, seq, labels                           # (B, T, H)
-        logits, cache = mlm_head_forward(x, self.params, self.params[WORD], c.hidden_act, c.layer_norm_eps)
+        p = self.forward_params()                 # float16/bfloat16 copies under mixed precision
+        logits, cache = mlm_head_forward(x, p, p[WORD], c.hidden_act, c.layer_norm_eps)
         return logits, pos, targets, (cache, pos, (B, T, H))
 
     def _mlm_backward(self, dlogits, cache):
@@ -163,7 +164,7 @@ class AlbertForPreTraining(_MLMMixin, AlbertPreTrainedModel):
         full_logits: decode all B*T positions (default: only the labelled ones when labels given).
         Returns: AlbertOutput with loss, mlm_loss, sop_loss, prediction_logits ((B, T, V) or
         (N, V) with masked_positions), sop_logits (B, C), last_hidden_state, pooler_output."""
-        c, p = self.config, self.params
+        c, p = self.config, self.forward_params()
         # labels first: a bad label is a ValueError before any arithmetic
         input_ids = self._begin_forward(input_ids)
         B, T = input_ids.shape
@@ -262,7 +263,7 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         """Inputs: input_ids etc. (B, T); labels (B,) ints in [0, C), or (B,) floats for
         regression, or (B, C) floats in [0, 1] for multi-label.
         Returns: AlbertOutput with loss, logits (B, C), last_hidden_state, pooler_output."""
-        c, p = self.config, self.params
+        c, p = self.config, self.forward_params()
         input_ids = self._begin_forward(input_ids)
         B, C = input_ids.shape[0], c.num_labels
         kind = lab = None
@@ -332,7 +333,7 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
                 output_attentions=False, output_hidden_states=False):
         """Inputs: input_ids etc. (B, T); labels (B, T) in [0, C) or -100.
         Returns: AlbertOutput with loss, logits (B, T, C), last_hidden_state."""
-        c, p = self.config, self.params
+        c, p = self.config, self.forward_params()
         input_ids = self._begin_forward(input_ids)
         if labels is not None:
             labels = self._labels("labels", labels, input_ids.shape, num_classes=c.num_labels)
@@ -361,11 +362,11 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
     head = "question_answering"
     add_pooling_layer = False
 
-    def __init__(self, config, seed=0, dtype="float32"):
+    def __init__(self, config, seed=0, dtype="float32", precision="fp32"):
         if config.num_labels != 2:
             raise ValueError(f"AlbertForQuestionAnswering needs config.num_labels == 2 (start, end), "
                              f"got {config.num_labels}")
-        super().__init__(config, seed, dtype)
+        super().__init__(config, seed, dtype, precision)
 
     def _head_specs(self):
         H = self.config.hidden_size
@@ -375,7 +376,7 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
                 end_positions=None, output_attentions=False, output_hidden_states=False):
         """Inputs: input_ids etc. (B, T); start_positions, end_positions (B,) ints.
         Returns: AlbertOutput with loss, start_logits, end_logits (B, T), last_hidden_state."""
-        p = self.params
+        p = self.forward_params()
         input_ids = self._begin_forward(input_ids)
         B, T = input_ids.shape
         xp = get_array_module(input_ids)
@@ -433,7 +434,7 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
                 output_attentions=False, output_hidden_states=False):
         """Inputs: input_ids, token_type_ids, attention_mask (B, C, T); labels (B,) in [0, C).
         Returns: AlbertOutput with loss, logits (B, C)."""
-        c, p = self.config, self.params
+        c, p = self.config, self.forward_params()
         input_ids = self._begin_forward(input_ids, ndim=3)
         B, C, T = input_ids.shape
         if labels is not None:

@@ -140,12 +140,13 @@ class AlbertPreTrainedModel:
     head = "model"
     add_pooling_layer = True
 
-    def __init__(self, config: AlbertConfig, seed: int = 0, dtype="float32"):
+    def __init__(self, config: AlbertConfig, seed: int = 0, dtype="float32", precision="fp32"):
         if not isinstance(config, AlbertConfig):
             raise ValueError(f"config must be an AlbertConfig, got {type(config).__name__}")
         config.validate()
         self.config = config
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype)              # of the parameters (the float32 masters)
+        self.set_precision(precision)                  # of the arithmetic (minialbert/precision.py)
         self.seed = int(seed)
         self.device = "cpu"
         self.training = True                    # as torch.nn.Module; from_pretrained returns eval()
@@ -202,6 +203,33 @@ class AlbertPreTrainedModel:
     def expected_num_parameters(self) -> int:
         return count_parameters(self.config, head=self.head)
 
+    def set_precision(self, precision="fp32"):
+        """Run the arithmetic in 'fp32' (default), 'fp16', 'bf16' or 'tf32' (GPU only): the
+        parameters, gradients and optimiser state stay in ``self.dtype`` (float32 masters);
+        fp16/bf16 forwards read a cast copy of them and store activations in the low
+        precision (minialbert/precision.py). Returns self."""
+        from .precision import activate, resolve_precision  # noqa: PLC0415
+
+        prec = resolve_precision(precision, device="gpu", arg="precision")
+        if prec.mixed and self.dtype != np.float32:
+            raise ValueError(f"precision={prec.name!r} keeps float32 master weights: the model's dtype must "
+                             f"be float32, got {self.dtype.name}")
+        self.precision = prec
+        self.compute_dtype = prec.compute_dtype if prec.mixed else self.dtype
+        if getattr(self, "device", "cpu") == "gpu":
+            activate(prec, "gpu")
+        return self
+
+    def forward_params(self):
+        """The parameters as the forward reads them: ``self.params`` itself in fp32, a view that
+        casts each one to the compute dtype on first use in fp16/bf16 (fresh for every call,
+        so it always reflects the latest update)."""
+        from .precision import cast_params  # noqa: PLC0415
+
+        if self.compute_dtype == self.dtype:
+            return self.params
+        return cast_params(self.params, self.compute_dtype)
+
     def zero_grad(self):
         """Zero every gradient buffer in place (references held elsewhere stay valid)."""
         for g in self.grads.values():
@@ -227,6 +255,10 @@ class AlbertPreTrainedModel:
             self.rng = Random(self.rng.seed, device=device)
         self.device = device
         self._tape = None
+        if device == "gpu":
+            from .precision import activate  # noqa: PLC0415
+
+            activate(self.precision, device)      # tf32: CuPy's TF32 mode before the first matmul
         return self
 
     # -- input checks ----------------------------------------------------------------
@@ -312,7 +344,7 @@ class AlbertPreTrainedModel:
                 output_attentions=False, output_hidden_states=False):
         """Embeddings -> projection -> L layer applications -> pooler.
         Returns: seq (B, T, H), pooled (B, H) or None, attentions, hidden_states, cache."""
-        c, p = self.config, self.params
+        c, p = self.config, self.forward_params()
         input_ids = self._begin_forward(input_ids)
         input_ids, token_type_ids, attention_mask = self._prepare(input_ids, token_type_ids, attention_mask)
         B, T = input_ids.shape
@@ -326,7 +358,7 @@ class AlbertPreTrainedModel:
         x0, c_eln = layernorm_forward(e, p[EMB_LN[0]], p[EMB_LN[1]], c.layer_norm_eps)
         x0, c_edrop = dropout_forward(x0, c.hidden_dropout_prob, rng, training)  # (B, T, E)
         h, c_proj = linear_forward(x0, p[PROJ[0]], p[PROJ[1]])                   # (B, T, H)
-        mask_add = None if attention_mask is None else make_attention_mask(attention_mask, self.dtype)
+        mask_add = None if attention_mask is None else make_attention_mask(attention_mask, self.compute_dtype)
         hidden_states = [h] if output_hidden_states else None
         attentions = [] if output_attentions else None
         layer_caches = []
@@ -363,10 +395,10 @@ class AlbertPreTrainedModel:
             dz = tanh_backward(dpooled, c_tanh)
             dcls = linear_backward(dz, c_lin, g[POOLER[0]], g[POOLER[1]])        # (B, H)
             # seq[:, 0] feeds the pooler too; copy rather than mutate the caller's array
-            dseq = xp.zeros((B, T, self.config.hidden_size), self.dtype) if dseq is None else dseq.copy()
+            dseq = xp.zeros((B, T, self.config.hidden_size), self.compute_dtype) if dseq is None else dseq.copy()
             dseq[:, 0] += dcls
         if dseq is None:
-            dseq = xp.zeros((B, T, self.config.hidden_size), dtype=self.dtype)
+            dseq = xp.zeros((B, T, self.config.hidden_size), dtype=self.compute_dtype)
         dh = dseq
         # THE SHARED LAYER'S GRADIENT IS A SUM OVER DEPTHS. The applications run here in
         # reverse; each one ADDS (+=, inside the layer backwards) into the gradient buffers of
@@ -385,7 +417,8 @@ class AlbertPreTrainedModel:
         de = layernorm_backward(dx0, c_eln, g[EMB_LN[0]], g[EMB_LN[1]])          # (B, T, E)
         embedding_backward(de, c_word, g[WORD])       # scatter-add; the pad row gets nothing here
         embedding_backward(de, c_type, g[TYPE])
-        g[POS][:T] += de.sum(axis=0)                  # positions 0..T-1, summed over the batch
+        # positions 0..T-1, summed over the batch (float16/bfloat16: summed in float32)
+        g[POS][:T] += de.sum(axis=0) if de.dtype == g[POS].dtype else de.sum(axis=0, dtype=g[POS].dtype)
 
     # -- forward / backward API ------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -415,7 +448,7 @@ class AlbertPreTrainedModel:
         # upstream arrays in the model's dtype and on its device (a float64 NumPy array would
         # otherwise turn the whole float32 backward into float64)
         xp = get_array_module(*self.params.values())
-        go = {k: v if k == "loss" else xp.asarray(to_device(v, self.device), dtype=self.dtype)
+        go = {k: v if k == "loss" else xp.asarray(to_device(v, self.device), dtype=self.compute_dtype)
               for k, v in grad_outputs.items()}
         dseq, dpooled = self._head_backward(tape, go)
         if go.get("last_hidden_state") is not None:
@@ -446,7 +479,8 @@ class AlbertPreTrainedModel:
         c = self.config
         return (f"{type(self).__name__}(L={c.num_hidden_layers}, H={c.hidden_size}, E={c.embedding_size}, "
                 f"V={c.vocab_size}, sharing={c.sharing!r}, params={self.num_parameters():,}, "
-                f"dtype={self.dtype.name}, device={self.device!r}, training={self.training})")
+                f"dtype={self.dtype.name}, device={self.device!r}, training={self.training}"
+                + (f", precision={self.precision.name!r})" if self.precision.name != "fp32" else ")"))
 
 
 def _init_param(rng, shape, kind, config, dtype):

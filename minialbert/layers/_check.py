@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, is_float_dtype
 
 
 def check_float(name: str, x) -> None:
-    if not hasattr(x, "dtype") or x.dtype.kind != "f":
+    if not hasattr(x, "dtype") or not is_float_dtype(x.dtype):   # bfloat16's kind is 'V'
         got = getattr(x, "dtype", type(x).__name__)
         raise ValueError(f"{name} must be a floating-point array, got {got}")
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 
-from ..backend import erf, get_array_module
+import numpy as np
+
+from ..backend import erf, get_array_module, is_low_precision, upcast
 from ._check import check_float
 
 _C = math.sqrt(2.0 / math.pi)   # sqrt(2/pi)
@@ -21,6 +23,9 @@ def gelu_new_forward(x):
     ALBERT/TF GELU (HF ``gelu_new``): 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
     Returns: y (same shape), cache = (x, t) with t = tanh(u)."""
     check_float("x", x)
+    if is_low_precision(x.dtype):            # float16/bfloat16: compute in float32, store low
+        y, (_, t) = gelu_new_forward(x.astype(np.float32))
+        return y.astype(x.dtype), (x, t.astype(x.dtype))
     xp = get_array_module(x)
     # u = c * (x + a * x * x * x), in place: two (..., I) buffers instead of nine, the largest
     # activation of the layer (each fresh buffer costs page faults as well as a pass).
@@ -43,6 +48,8 @@ def gelu_new_backward(dy, cache):
 
     dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)."""
     x, t = cache
+    if is_low_precision(x.dtype):
+        return gelu_new_backward(upcast(dy), (upcast(x), upcast(t))).astype(x.dtype)
     xp = get_array_module(x)
     # y = 0.5 * x * (1 + t),  t = tanh(u),  u = c * (x + a x^3); two buffers, updated in place
     s = t * t
@@ -66,6 +73,9 @@ def gelu_forward(x):
     Exact GELU (HF ``gelu``, the v1 configs): 0.5 x (1 + erf(x / sqrt 2)).
     Returns: y, cache = (x, Phi) with Phi the standard normal CDF at x."""
     check_float("x", x)
+    if is_low_precision(x.dtype):
+        y, (_, phi_cdf) = gelu_forward(x.astype(np.float32))
+        return y.astype(x.dtype), (x, phi_cdf.astype(x.dtype))
     phi_cdf = erf(x * _INV_SQRT2)
     phi_cdf += 1.0
     phi_cdf *= 0.5                           # Phi(x) = 0.5 (1 + erf(x / sqrt 2))
@@ -77,6 +87,8 @@ def gelu_backward(dy, cache):
 
     dy/dx = Phi(x) + x phi(x), phi the standard normal density."""
     x, phi_cdf = cache
+    if is_low_precision(x.dtype):
+        return gelu_backward(upcast(dy), (upcast(x), upcast(phi_cdf))).astype(x.dtype)
     xp = get_array_module(x)
     g = x * x
     g *= -0.5
@@ -94,7 +106,7 @@ def tanh_forward(x):
     Returns y = tanh(x), cache = y (the pooler's activation)."""
     check_float("x", x)
     xp = get_array_module(x)
-    y = xp.tanh(x)
+    y = xp.tanh(upcast(x)).astype(x.dtype, copy=False)   # float32 inside for float16/bfloat16
     return y, y
 
 
@@ -103,6 +115,8 @@ def tanh_backward(dy, cache):
 
     Inputs: dy; cache = y = tanh(x). Returns: dx = dy (1 - y^2), shaped like dy."""
     y = cache
+    if is_low_precision(y.dtype):
+        return tanh_backward(upcast(dy), upcast(y)).astype(y.dtype)
     # y = tanh(x)  ->  dy/dx = 1 - y^2
     return dy * (1.0 - y * y)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import batched_matmul, finfo, get_array_module, is_float_dtype, is_low_precision
 from ._check import check_broadcastable, check_float, check_ndim, check_same_dtype, check_shape
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
@@ -25,8 +25,9 @@ def make_attention_mask(attention_mask, dtype=np.float32):
     check_ndim("attention_mask", attention_mask, 2)
     xp = get_array_module(attention_mask)
     dtype = np.dtype(dtype)
-    neg = dtype.type(np.finfo(dtype).min)
-    add = xp.where(attention_mask[:, None, None, :] > 0, dtype.type(0), neg)
+    carrier = dtype if dtype.kind == "f" else np.dtype(np.float32)   # bfloat16: built in float32
+    neg = carrier.type(finfo(dtype).min)
+    add = xp.where(attention_mask[:, None, None, :] > 0, carrier.type(0), neg)
     return add.astype(dtype, copy=False)
 
 
@@ -64,7 +65,7 @@ def attention_forward(x, p, num_heads, mask_add=None, dropout_p=0.0, rng=None,
     if mask_add is not None:
         check_broadcastable("mask_add", mask_add, (B, NH, T, T))
         # a float64 mask's finfo.min becomes -inf in float32 scores: a fully padded row is NaN
-        if mask_add.dtype.kind != "f" or mask_add.dtype.itemsize > x.dtype.itemsize:
+        if not is_float_dtype(mask_add.dtype) or mask_add.dtype.itemsize > x.dtype.itemsize:
             raise ValueError(f"mask_add must be a float array no wider than x ({x.dtype}), got "
                              f"{mask_add.dtype}: use make_attention_mask(attention_mask, dtype=x.dtype)")
 
@@ -73,13 +74,25 @@ def attention_forward(x, p, num_heads, mask_add=None, dropout_p=0.0, rng=None,
     v, cv = linear_forward(x, p["value.weight"], p["value.bias"])   # (B, T, H)
     qh, kh, vh = _split_heads(q, NH), _split_heads(k, NH), _split_heads(v, NH)  # (B, NH, T, HS)
     scale = x.dtype.type(HS ** -0.5)
-    scores = qh @ kh.transpose(0, 1, 3, 2)                          # (B, NH, T, T)
-    scores *= scale
-    if mask_add is not None:
-        scores += mask_add
-    P, cP = softmax_forward(scores)                                 # (B, NH, T, T)
+    # batched_matmul is ``@`` over (B, NH); in float16/bfloat16 on the GPU it is one strided-
+    # batched cuBLAS GEMM (CuPy's matmul would run a >2-d float16 product in float32)
+    scores = batched_matmul(qh, kh.transpose(0, 1, 3, 2))            # (B, NH, T, T)
+    if is_low_precision(scores.dtype):
+        # float16/bfloat16: scale, mask and softmax in float32 (a float16 score plus the mask's
+        # -65504 would overflow to -inf); P is stored in the low precision
+        s32 = scores.astype(np.float32)
+        s32 *= np.float32(HS ** -0.5)
+        if mask_add is not None:
+            s32 += mask_add
+        P = softmax_forward(s32)[0].astype(x.dtype)
+        cP = P
+    else:
+        scores *= scale
+        if mask_add is not None:
+            scores += mask_add
+        P, cP = softmax_forward(scores)                             # (B, NH, T, T)
     Pd, cd = dropout_forward(P, dropout_p, rng, training)           # (B, NH, T, T)
-    ctx = _merge_heads(Pd @ vh)                                     # (B, T, H)
+    ctx = _merge_heads(batched_matmul(Pd, vh))                      # (B, T, H)
     out, co = linear_forward(ctx, p["dense.weight"], p["dense.bias"])  # (B, T, H)
     cache = (NH, scale, cq, ck, cv, qh, kh, vh, cP, Pd, cd, co)
     if return_probs:
@@ -98,15 +111,15 @@ def attention_backward(dout, cache, g):
     dctx = linear_backward(dout, co, g.get("dense.weight"), g.get("dense.bias"))  # (B, T, H)
     dctx_h = _split_heads(dctx, NH)                                 # (B, NH, T, HS)
     # ctx_h = Pd @ vh
-    dPd = dctx_h @ vh.transpose(0, 1, 3, 2)                         # (B, NH, T, T)
-    dvh = Pd.transpose(0, 1, 3, 2) @ dctx_h                         # (B, NH, T, HS)
+    dPd = batched_matmul(dctx_h, vh.transpose(0, 1, 3, 2))          # (B, NH, T, T)
+    dvh = batched_matmul(Pd.transpose(0, 1, 3, 2), dctx_h)          # (B, NH, T, HS)
     dP = dropout_backward(dPd, cd)
     # P = softmax(scores); the additive mask is a constant: no gradient
     dscores = softmax_backward(dP, cP)                              # (B, NH, T, T)
     dscores *= scale
     # scores = qh @ kh.T * scale
-    dqh = dscores @ kh                                              # (B, NH, T, HS)
-    dkh = dscores.transpose(0, 1, 3, 2) @ qh                        # (B, NH, T, HS)
+    dqh = batched_matmul(dscores, kh)                               # (B, NH, T, HS)
+    dkh = batched_matmul(dscores.transpose(0, 1, 3, 2), qh)         # (B, NH, T, HS)
     dx = linear_backward(_merge_heads(dqh), cq, g.get("query.weight"), g.get("query.bias"))
     dx += linear_backward(_merge_heads(dkh), ck, g.get("key.weight"), g.get("key.bias"))
     dx += linear_backward(_merge_heads(dvh), cv, g.get("value.weight"), g.get("value.bias"))

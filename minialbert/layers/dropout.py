@@ -4,6 +4,8 @@ Derivation: [docs/layers/dropout.md](../layers/dropout.md)
 """
 from __future__ import annotations
 
+import numpy as np
+
 
 def dropout_forward(x, p, rng=None, training=True):
     """Derivation: [docs/layers/dropout.md](../layers/dropout.md).
@@ -17,7 +19,9 @@ def dropout_forward(x, p, rng=None, training=True):
         return x, None
     if rng is None:
         raise ValueError("dropout in training mode needs a seeded rng (minialbert.backend.Random)")
-    keep = rng.random(x.shape, dtype=x.dtype) >= p                  # True with prob 1-p
+    # uniforms in float32 for float16/bfloat16 x (NumPy draws only float32/float64)
+    draw = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+    keep = rng.random(x.shape, dtype=draw) >= p                     # True with prob 1-p
     mask = keep.astype(x.dtype)                                     # same mask re-used in backward
     mask *= x.dtype.type(1.0 / (1.0 - p))                           # in place: one buffer, not two
     return x * mask, mask

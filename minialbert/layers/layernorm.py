@@ -4,7 +4,9 @@ Derivation: [docs/layers/layernorm.md](../layers/layernorm.md)
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+import numpy as np
+
+from ..backend import get_array_module, is_low_precision, upcast
 from ._check import check_float, check_same_dtype, check_shape
 
 
@@ -19,6 +21,10 @@ def layernorm_forward(x, gamma, beta, eps=1e-12):
     check_shape("gamma", gamma, (D,))
     check_shape("beta", beta, (D,))
     check_same_dtype(x=x, gamma=gamma, beta=beta)
+    if is_low_precision(x.dtype):
+        # float16/bfloat16: mean, variance and rstd in float32; y and xhat stored in x's dtype
+        y, (xhat, rstd, _) = layernorm_forward(upcast(x), upcast(gamma), upcast(beta), eps)
+        return y.astype(x.dtype), (xhat.astype(x.dtype), rstd, gamma)
     xp = get_array_module(x)
     mean = x.mean(axis=-1, keepdims=True)                   # (..., 1)
     xhat = x - mean                                         # (..., D) centred, normalised below
@@ -41,6 +47,10 @@ def layernorm_backward(dy, cache, dgamma=None, dbeta=None):
     Inputs: dy (..., D); dgamma, dbeta (D,) accumulated into.
     Returns: dx (..., D). Stored: xhat and rstd; nothing is recomputed."""
     xhat, rstd, gamma = cache
+    if is_low_precision(xhat.dtype):
+        # float32 throughout; dgamma/dbeta (float32 master gradients) get float32 sums
+        dx = layernorm_backward(upcast(dy), (upcast(xhat), rstd, upcast(gamma)), dgamma, dbeta)
+        return dx.astype(xhat.dtype)
     D = xhat.shape[-1]
     lead = tuple(range(xhat.ndim - 1))
     # y = xhat * gamma + beta

@@ -4,6 +4,9 @@ Derivation: [docs/layers/linear.md](../layers/linear.md)
 """
 from __future__ import annotations
 
+import numpy as np
+
+from ..backend import is_low_precision, matmul
 from ._check import check_float, check_last_dim, check_shape, check_same_dtype
 
 
@@ -21,7 +24,8 @@ def linear_forward(x, W, b=None):
     check_same_dtype(x=x, W=W, b=b)
     # one 2-d GEMM, not one per leading index: NumPy's stacked matmul calls BLAS once per
     # (T, in) slice, which is up to 30x slower on small shapes and busy machines
-    y = (x.reshape(-1, x.shape[-1]) @ W.T).reshape(*x.shape[:-1], W.shape[0])  # (..., out)
+    # (backend.matmul is ``@``, with float32 accumulation for float16/bfloat16 on both devices)
+    y = matmul(x.reshape(-1, x.shape[-1]), W.T).reshape(*x.shape[:-1], W.shape[0])  # (..., out)
     if b is not None:
         y += b
     return y, (x, W)
@@ -38,8 +42,9 @@ def linear_backward(dy, cache, dW=None, db=None):
     x2 = x.reshape(-1, x.shape[-1])               # (N, in)
     # y = x @ W.T + b
     if dW is not None:
-        dW += dy2.T @ x2                          # (out, in), summed over N
+        dW += matmul(dy2.T, x2)                   # (out, in), summed over N
     if db is not None:
-        db += dy2.sum(axis=0)                     # (out,)
-    dx = (dy2 @ W).reshape(*dy.shape[:-1], W.shape[1])  # (..., in)
+        # float16 sums over N = B*T rows in float32 (they would overflow at 65504)
+        db += dy2.sum(axis=0, dtype=np.float32) if is_low_precision(dy2.dtype) else dy2.sum(axis=0)
+    dx = matmul(dy2, W).reshape(*dy.shape[:-1], W.shape[1])  # (..., in)
     return dx

@@ -6,7 +6,7 @@ Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md)
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, upcast
 from ._check import check_float, check_ids
 
 IGNORE_INDEX = -100
@@ -31,7 +31,8 @@ def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
                          f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
     xp = get_array_module(logits)
     C = logits.shape[-1]
-    z = logits.reshape(-1, C)                                  # (N, C)
+    in_dtype = logits.dtype                                    # dlogits go back in this dtype
+    z = upcast(logits).reshape(-1, C)                          # (N, C); float16 -> float32 sums
     y = labels.reshape(-1)                                     # (N,)
     valid = y != ignore_index                                  # (N,)
     check_ids("labels", y[valid], C)
@@ -44,19 +45,19 @@ def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
     n_valid = valid.sum().astype(z.dtype)                      # float: int64 / float32 would give float64
     loss = -(logp_y * valid).sum() / n_valid                   # 0-d; NaN if n_valid == 0
     P = e / sumexp                                             # (N, C) softmax, for backward
-    return loss, (P, y_safe, valid, n_valid, logits.shape)
+    return loss, (P, y_safe, valid, n_valid, logits.shape, in_dtype)
 
 
 def cross_entropy_backward(dloss, cache):
     """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
 
     dlogits = (softmax - onehot(label)) / N_counted on counted rows, 0 elsewhere."""
-    P, y_safe, valid, n_valid, shape = cache
+    P, y_safe, valid, n_valid, shape, in_dtype = cache
     xp = get_array_module(P)
     d = P.copy()                                               # (N, C)
     d[xp.arange(d.shape[0]), y_safe] -= 1.0
     d *= (valid * (_upstream(dloss, d) / n_valid))[:, None]     # (N, 1): 0 on ignored rows
-    return d.reshape(shape)
+    return d.reshape(shape).astype(in_dtype, copy=False)
 
 
 def mse_forward(pred, target):
@@ -66,8 +67,9 @@ def mse_forward(pred, target):
     check_float("pred", pred)
     if tuple(pred.shape) != tuple(target.shape):
         raise ValueError(f"target must have shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}")
-    diff = pred - target.astype(pred.dtype, copy=False)
-    return (diff * diff).mean(), (diff,)
+    p32 = upcast(pred)                                         # float16/bfloat16: float32 loss
+    diff = p32 - target.astype(p32.dtype, copy=False)
+    return (diff * diff).mean(), (diff, pred.dtype)
 
 
 def mse_backward(dloss, cache):
@@ -75,8 +77,8 @@ def mse_backward(dloss, cache):
 
     Inputs: dloss, the upstream scalar. Returns: dpred = 2 (pred - target) dloss / M,
     shaped like pred (M = pred.size)."""
-    (diff,) = cache
-    return diff * (_upstream(dloss, diff) * (2.0 / diff.size))
+    diff, in_dtype = cache
+    return (diff * (_upstream(dloss, diff) * (2.0 / diff.size))).astype(in_dtype, copy=False)
 
 
 def bce_with_logits_forward(logits, targets):
@@ -91,10 +93,12 @@ def bce_with_logits_forward(logits, targets):
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"targets must lie in [0, 1], got values in [{lo}, {hi}]")
     xp = get_array_module(logits)
+    in_dtype = logits.dtype
+    logits = upcast(logits)                                    # float16/bfloat16: float32 loss
     t = targets.astype(logits.dtype, copy=False)
     # log(1 + exp(-|z|)) form: stable for large |z|
     loss = (xp.maximum(logits, 0) - logits * t + xp.log1p(xp.exp(-xp.abs(logits)))).mean()
-    return loss, (logits, t)
+    return loss, (logits, t, in_dtype)
 
 
 def bce_with_logits_backward(dloss, cache):
@@ -102,7 +106,7 @@ def bce_with_logits_backward(dloss, cache):
 
     Inputs: dloss, the upstream scalar. Returns: dlogits = (sigmoid(logits) - targets)
     dloss / M, shaped like logits (M = logits.size)."""
-    logits, t = cache
+    logits, t, in_dtype = cache
     xp = get_array_module(logits)
     sig = 1.0 / (1.0 + xp.exp(-logits))
-    return (sig - t) * (_upstream(dloss, logits) / logits.size)
+    return ((sig - t) * (_upstream(dloss, logits) / logits.size)).astype(in_dtype, copy=False)

@@ -4,15 +4,21 @@ Derivation: [docs/layers/softmax.md](../layers/softmax.md)
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+import numpy as np
+
+from ..backend import get_array_module, is_low_precision, upcast
 from ._check import check_float
 
 
 def softmax_forward(x):
     """Derivation: [docs/layers/softmax.md](../layers/softmax.md).
 
-    Inputs: x (..., C). Returns: P (..., C) rows summing to 1, cache = P."""
+    Inputs: x (..., C). Returns: P (..., C) rows summing to 1, cache = P.
+    float16/bfloat16 x: max, exp and the row sums run in float32; P is stored in x's dtype."""
     check_float("x", x)
+    if is_low_precision(x.dtype):
+        P = softmax_forward(x.astype(np.float32))[0].astype(x.dtype)
+        return P, P
     xp = get_array_module(x)
     # subtract the row max so exp never overflows (logits of 1e4, masks of finfo.min)
     P = x - x.max(axis=-1, keepdims=True)
@@ -26,6 +32,8 @@ def softmax_backward(dP, cache):
 
     dx_i = P_i (dP_i - sum_j dP_j P_j)."""
     P = cache
+    if is_low_precision(P.dtype):
+        return softmax_backward(upcast(dP), upcast(P)).astype(P.dtype)
     dx = dP * P
     s = dx.sum(axis=-1, keepdims=True)                      # sum_j dP_j P_j
     xp = get_array_module(P)
