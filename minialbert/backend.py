@@ -395,6 +395,13 @@ def _cublas_batched_gemm(a, b):
     return out
 
 
+def raw_module(code: str, name_expressions, options=("-std=c++14",)):
+    """A compiled CUDA C++ module (``cupy.RawModule`` through NVRTC) with the given template
+    instantiations; minialbert/layers/fused.py keeps its kernels' source."""
+    cp = _require_gpu()
+    return cp.RawModule(code=code, options=tuple(options), name_expressions=list(name_expressions))
+
+
 def enable_tf32() -> None:
     """Let CuPy run float32 matmuls on the tensor cores in TF32 (10-bit mantissa inputs, float32
     accumulation). CuPy reads ``CUPY_TF32`` at its first float32 matmul and keeps the answer,

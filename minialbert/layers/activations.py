@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ..backend import erf, get_array_module, is_low_precision, upcast
+from . import fused
 from ._check import check_float
 
 _C = math.sqrt(2.0 / math.pi)   # sqrt(2/pi)
@@ -23,6 +24,8 @@ def gelu_new_forward(x):
     ALBERT/TF GELU (HF ``gelu_new``): 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
     Returns: y (same shape), cache = (x, t) with t = tanh(u)."""
     check_float("x", x)
+    if fused.use("gelu", x):                 # opt-in CUDA kernel (layers/fused.py)
+        return fused.gelu_new_forward(x)
     if is_low_precision(x.dtype):            # float16/bfloat16: compute in float32, store low
         y, (_, t) = gelu_new_forward(x.astype(np.float32))
         return y.astype(x.dtype), (x, t.astype(x.dtype))
@@ -48,6 +51,8 @@ def gelu_new_backward(dy, cache):
 
     dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2)."""
     x, t = cache
+    if t is None:                            # the fused forward's cache: t is recomputed
+        return fused.gelu_new_backward(dy, cache)
     if is_low_precision(x.dtype):
         return gelu_new_backward(upcast(dy), (upcast(x), upcast(t))).astype(x.dtype)
     xp = get_array_module(x)

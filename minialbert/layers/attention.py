@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import batched_matmul, finfo, get_array_module, is_float_dtype, is_low_precision
+from . import fused
 from ._check import check_broadcastable, check_float, check_ndim, check_same_dtype, check_shape
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
@@ -77,7 +78,10 @@ def attention_forward(x, p, num_heads, mask_add=None, dropout_p=0.0, rng=None,
     # batched_matmul is ``@`` over (B, NH); in float16/bfloat16 on the GPU it is one strided-
     # batched cuBLAS GEMM (CuPy's matmul would run a >2-d float16 product in float32)
     scores = batched_matmul(qh, kh.transpose(0, 1, 3, 2))            # (B, NH, T, T)
-    if is_low_precision(scores.dtype):
+    if fused.use("softmax", scores):
+        # opt-in CUDA kernel: scale, mask and softmax in one pass (float32 inside)
+        P = cP = fused.masked_softmax_forward(scores, HS ** -0.5, mask_add)
+    elif is_low_precision(scores.dtype):
         # float16/bfloat16: scale, mask and softmax in float32 (a float16 score plus the mask's
         # -65504 would overflow to -inf); P is stored in the low precision
         s32 = scores.astype(np.float32)

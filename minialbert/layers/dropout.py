@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import fused
+
 
 def dropout_forward(x, p, rng=None, training=True):
     """Derivation: [docs/layers/dropout.md](../layers/dropout.md).
@@ -19,6 +21,8 @@ def dropout_forward(x, p, rng=None, training=True):
         return x, None
     if rng is None:
         raise ValueError("dropout in training mode needs a seeded rng (minialbert.backend.Random)")
+    if fused.use("dropout", x):                                     # opt-in CUDA kernel, same masks
+        return fused.dropout_forward(x, p, rng)
     # uniforms in float32 for float16/bfloat16 x (NumPy draws only float32/float64)
     draw = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
     keep = rng.random(x.shape, dtype=draw) >= p                     # True with prob 1-p

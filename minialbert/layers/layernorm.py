@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module, is_low_precision, upcast
+from . import fused
 from ._check import check_float, check_same_dtype, check_shape
 
 
@@ -21,6 +22,8 @@ def layernorm_forward(x, gamma, beta, eps=1e-12):
     check_shape("gamma", gamma, (D,))
     check_shape("beta", beta, (D,))
     check_same_dtype(x=x, gamma=gamma, beta=beta)
+    if fused.use("layernorm", x):                            # opt-in CUDA kernel, same cache
+        return fused.layernorm_forward(x, gamma, beta, eps)
     if is_low_precision(x.dtype):
         # float16/bfloat16: mean, variance and rstd in float32; y and xhat stored in x's dtype
         y, (xhat, rstd, _) = layernorm_forward(upcast(x), upcast(gamma), upcast(beta), eps)
@@ -47,6 +50,8 @@ def layernorm_backward(dy, cache, dgamma=None, dbeta=None):
     Inputs: dy (..., D); dgamma, dbeta (D,) accumulated into.
     Returns: dx (..., D). Stored: xhat and rstd; nothing is recomputed."""
     xhat, rstd, gamma = cache
+    if fused.use("layernorm", xhat):
+        return fused.layernorm_backward(dy, cache, dgamma, dbeta)
     if is_low_precision(xhat.dtype):
         # float32 throughout; dgamma/dbeta (float32 master gradients) get float32 sums
         dx = layernorm_backward(upcast(dy), (upcast(xhat), rstd, upcast(gamma)), dgamma, dbeta)

@@ -7,6 +7,7 @@ Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md)
 from __future__ import annotations
 
 from ..backend import get_array_module, upcast
+from . import fused
 from ._check import check_float, check_ids
 
 IGNORE_INDEX = -100
@@ -32,11 +33,14 @@ def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
     xp = get_array_module(logits)
     C = logits.shape[-1]
     in_dtype = logits.dtype                                    # dlogits go back in this dtype
-    z = upcast(logits).reshape(-1, C)                          # (N, C); float16 -> float32 sums
     y = labels.reshape(-1)                                     # (N,)
     valid = y != ignore_index                                  # (N,)
     check_ids("labels", y[valid], C)
     y_safe = xp.where(valid, y, 0)
+    if fused.use("cross_entropy", logits):                     # opt-in CUDA kernel (no (N, C) softmax kept)
+        return fused.cross_entropy_forward(logits.reshape(-1, C), y_safe, valid,
+                                           valid.sum().astype(xp.float32), logits.shape, in_dtype)
+    z = upcast(logits).reshape(-1, C)                          # (N, C); float16 -> float32 sums
     # log softmax via the log-sum-exp trick: finite for logits of any finite size
     zmax = z.max(axis=-1, keepdims=True)
     e = xp.exp(z - zmax)
@@ -52,6 +56,8 @@ def cross_entropy_backward(dloss, cache):
     """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
 
     dlogits = (softmax - onehot(label)) / N_counted on counted rows, 0 elsewhere."""
+    if isinstance(cache[0], str):                              # the fused forward's cache
+        return fused.cross_entropy_backward(dloss, cache)
     P, y_safe, valid, n_valid, shape, in_dtype = cache
     xp = get_array_module(P)
     d = P.copy()                                               # (N, C)

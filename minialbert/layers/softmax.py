@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module, is_low_precision, upcast
+from . import fused
 from ._check import check_float
 
 
@@ -32,6 +33,8 @@ def softmax_backward(dP, cache):
 
     dx_i = P_i (dP_i - sum_j dP_j P_j)."""
     P = cache
+    if fused.use("softmax", P):                              # opt-in CUDA kernel
+        return fused.softmax_backward(dP, P)
     if is_low_precision(P.dtype):
         return softmax_backward(upcast(dP), upcast(P)).astype(P.dtype)
     dx = dP * P
