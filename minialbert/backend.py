@@ -395,6 +395,30 @@ def _cublas_batched_gemm(a, b):
     return out
 
 
+def gpu_memory_reset() -> None:
+    """Return CuPy's cached blocks to the driver, so :func:`gpu_memory_peak` measures afresh."""
+    if gpu_available():
+        _cupy.get_default_memory_pool().free_all_blocks()
+
+
+def gpu_memory_peak() -> int:
+    """Bytes CuPy's memory pool holds: it keeps every block it ever needed, so after a
+    :func:`gpu_memory_reset` this is the peak of what the work since needed at once
+    (rounded up to the pool's block sizes). 0 without a GPU."""
+    if not gpu_available():
+        return 0
+    return int(_cupy.get_default_memory_pool().total_bytes())
+
+
+def gpu_name() -> str:
+    """The current CUDA device's name ('' without one)."""
+    if not gpu_available():
+        return ""
+    props = _cupy.cuda.runtime.getDeviceProperties(_cupy.cuda.Device().id)
+    name = props.get("name", b"")
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def raw_module(code: str, name_expressions, options=("-std=c++14",)):
     """A compiled CUDA C++ module (``cupy.RawModule`` through NVRTC) with the given template
     instantiations; minialbert/layers/fused.py keeps its kernels' source."""

@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from .backend import synchronize, xp_for
+from .backend import bfloat16_dtype, matmul, synchronize, xp_for
 
 # --------------------------------------------------------------------------------------
 # FLOP counting
@@ -76,16 +76,19 @@ def measure_peak_flops(device: str = "cpu", dtype="float32", n: Optional[int] = 
     if n is None:
         n = 1024 if device == "cpu" else 4096
     xp = xp_for(device)
+    if str(dtype) == "bfloat16":
+        dtype = bfloat16_dtype()
     rng = np.random.default_rng(0)
     a = xp.asarray(rng.standard_normal((n, n)).astype(dtype))
     b = xp.asarray(rng.standard_normal((n, n)).astype(dtype))
-    c = a @ b  # warm-up (thread pool start, GPU kernel selection)
+    # backend.matmul: the product the model's layers use (float16/bfloat16: float32 accumulation)
+    c = matmul(a, b)  # warm-up (thread pool start, GPU kernel selection)
     synchronize(device)
     best = math.inf
     t_end = time.perf_counter() + seconds
     for i in range(max(1, repeats)):
         t0 = time.perf_counter()
-        c = a @ b
+        c = matmul(a, b)
         synchronize(device)
         best = min(best, time.perf_counter() - t0)
         if time.perf_counter() > t_end and i >= 1:

@@ -2,17 +2,12 @@ r"""Mixed precision: which dtype the arithmetic runs in, and dynamic loss scalin
 
 A *precision* names how a model computes; the parameters it owns do not change:
 
-=========  ==================  =========================================  ============
-name       master weights,     matmul inputs, activations                 loss scaling
-           optimiser state
-=========  ==================  =========================================  ============
-``fp32``   float32             float32 (the default; bit-identical to     no
-                               minialbert without this module)
-``fp16``   float32             float16, float32 accumulation              dynamic
-``bf16``   float32             bfloat16 (``ml_dtypes``), float32 acc.     no
-``tf32``   float32             float32 storage, TF32 tensor-core matmuls  no
-                               (GPU only)
-=========  ==================  =========================================  ============
+| name | master weights, optimiser state | matmul inputs, activations | loss scaling |
+|---|---|---|---|
+| `fp32` | float32 | float32 (the default; bit-identical to minialbert without this module) | no |
+| `fp16` | float32 | float16, float32 accumulation | dynamic |
+| `bf16` | float32 | bfloat16 (`ml_dtypes`), float32 accumulation | no |
+| `tf32` | float32 | float32 storage, TF32 tensor-core matmuls (GPU only) | no |
 
 In fp16/bf16 the forward reads a float16 (bfloat16) copy of every parameter (made on
 first use in each forward, :func:`cast_params`); matmuls take those and sum in float32
@@ -30,6 +25,8 @@ or NaN, the step is skipped (no update, the optimiser's step count unchanged) an
 scale halves; after ``growth_interval`` clean steps in a row it doubles. PyTorch's
 ``GradScaler`` follows the same rule with the same defaults (initial scale $2^{16}$,
 factors 2 and 1/2, interval 2000).
+
+Guide, what was checked and what awaits a GPU: [Mixed precision and the GPU](../training/mixed-precision.md).
 """
 from __future__ import annotations
 

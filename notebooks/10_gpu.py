@@ -18,13 +18,19 @@
 # `model.to("gpu")` and the same Python runs on CuPy. This notebook writes a
 # device-agnostic function by hand, checks it on every device present, counts the FLOPs
 # of a training step, and compares NumPy with CuPy: time per step, tokens per second and
-# model FLOP utilisation (MFU).
+# model FLOP utilisation (MFU). The last part trains in **mixed precision** (fp16 with a
+# dynamic loss scale, and bf16), the way a GPU's tensor cores want it.
 #
-# **Without a GPU** (as in CI) the notebook says so and runs every CPU part.
+# **Without a GPU** (as in CI) the notebook says so and runs every CPU part. The GPU numbers
+# of this notebook have **not been measured yet**: no session so far had a GPU. The proof
+# script `bash benchmarks/gpu_check.sh` runs this notebook at GPU scale
+# (`MINIALBERT_NB_SCALE=gpu`) and measures the tables for docs/benchmarks.md.
 
 # %%
 # Scale: "cpu-small" (CI) or "gpu": ALBERT-base width and longer sequences on the GPU.
-SCALE = "cpu-small"
+import os
+
+SCALE = os.environ.get("MINIALBERT_NB_SCALE", "cpu-small")
 
 import time
 
@@ -40,7 +46,7 @@ HAVE_GPU = backend.gpu_available()
 DEVICES = ["cpu", "gpu"] if HAVE_GPU else ["cpu"]
 if not HAVE_GPU:
     print("No GPU here (CuPy missing or no CUDA device): running the CPU parts only.\n"
-          "On a GPU machine: pip install -e '.[cuda12]' (or cuda13) and set SCALE = 'gpu'.")
+          "On a GPU machine: pip install -e '.[cuda12]' (or cuda13) and set MINIALBERT_NB_SCALE=gpu.")
 else:
     import cupy  # noqa: F401  (only to print its version; minialbert itself imports it in backend.py)
     print("GPU available: CuPy", cupy.__version__)
@@ -179,3 +185,113 @@ for c in (cfg, base, bert):
     for B, T_, n in ((8, 128, 160), (2, 64, 128)):
         assert my_train_flops(c, B, T_, n) == train_flops(c, B, T_, n_predictions=n), c
 print("hand-written device-agnostic GELU and FLOP count == minialbert (layers, metrics)")
+
+
+# %% [markdown]
+# ## Mixed precision: float32 masters, float16 arithmetic
+#
+# A GPU's tensor cores multiply float16 (or bfloat16) matrices about 15x faster than its
+# float32 units (H100: ~990 against ~67 TFLOP/s dense). `precision="fp16"` runs the forward
+# and backward in float16 while the parameters, their gradients and the optimiser state stay
+# float32 (the *masters*): each forward reads a float16 copy of the weights, every matmul
+# sums in float32, and LayerNorm statistics, softmax and the losses run in float32 inside.
+#
+# float16's smallest normal number is $2^{-14} \approx 6 \cdot 10^{-5}$: small gradients would
+# flush to zero. So the backward starts from a **loss scale** $s$ (say $2^{16}$) instead of 1;
+# the gradients come out $s$ times too large, safely inside float16's range, and are
+# divided by $s$ in float32 before the update. If any gradient overflowed (inf/NaN), the step
+# is skipped and $s$ halves; after a run of clean steps it doubles.
+#
+# On the CPU, NumPy has no fast float16 matmul, so minialbert forms each product of float16
+# operands in float32 and rounds it once, which is what a tensor core computes. The numbers
+# are the GPU's; the speed is not.
+
+# %%
+from minialbert import optim
+from minialbert.precision import make_scaler
+
+small = minialbert.AlbertConfig.from_preset("tiny")
+r = np.random.default_rng(0)
+ids = r.integers(5, small.vocab_size, (8, 32))
+labels = np.where(r.random((8, 32)) < 0.15, ids, -100)
+labels[:, 1] = ids[:, 1]
+sol = r.integers(0, 2, 8)
+
+
+def grads_of(precision, scale=1.0):
+    m = minialbert.AlbertForPreTraining(small, seed=0, precision=precision)
+    out = m.forward(ids, labels=labels, sentence_order_label=sol)
+    m.zero_grad()
+    m.backward({"loss": scale})
+    return float(out.loss), {k: v / np.float32(scale) for k, v in m.grads.items()}
+
+
+loss32, g32 = grads_of("fp32")
+norm = lambda d: np.sqrt(sum(float(np.vdot(v, v)) for v in d.values()))  # noqa: E731
+for prec, scale in (("fp16", 2.0 ** 12), ("bf16", 1.0)):
+    loss_p, gp = grads_of(prec, scale)
+    rel = norm({k: gp[k] - g32[k] for k in gp}) / norm(g32)
+    print(f"{prec}: loss {loss_p:.5f} (fp32 {loss32:.5f}); gradient relative error {rel:.1e}; "
+          f"gradients stored as {gp[next(iter(gp))].dtype}")
+    # tests/test_precision.py derives the bound: sqrt(n) u, n ~ 116 roundings, u = 2^-11 / 2^-8
+    assert rel <= np.sqrt(116) * (2.0 ** -11 if prec == "fp16" else 2.0 ** -8)
+
+# %% [markdown]
+# A few fp16 steps with the dynamic loss scale, and an overflow planted at step 3: that step
+# is skipped (the weights do not move, so with dropout off step 4 repeats step 3's loss
+# exactly), the scale halves, and training goes on.
+
+# %%
+m = minialbert.AlbertForPreTraining(small, seed=0, precision="fp16").eval()   # dropout off
+losses = []
+opt = optim.make_optimizer("adamw", m, lr=3e-3, bias_correction=True, weight_decay=0.0)
+scaler = make_scaler("fp16", init_scale=2.0 ** 12, growth_interval=3)
+for step in range(8):
+    out = m.forward(ids, labels=labels, sentence_order_label=sol)
+    losses.append(float(out.loss))
+    m.zero_grad()
+    m.backward({"loss": scaler.scale})
+    if step == 3:
+        m.grads["encoder.ffn.0.ffn.weight"][0, 0] = np.inf          # a planted overflow
+    scale_used = scaler.scale
+    ok = scaler.unscale_(m.grads)
+    if ok:
+        optim.clip_grad_norm(m.grads, 1.0)
+        opt.step(m.grads)
+    scaler.update(ok)
+    print(f"step {step}: loss {float(out.loss):.4f}, scale {scale_used:>6.0f}, "
+          f"{'update' if ok else 'SKIPPED (overflow)'}")
+assert scaler.skipped_steps == 1 and opt.t == 7 and losses[4] == losses[3]
+
+# %% [markdown]
+# ### Time per step by precision (GPU)
+#
+# With a GPU, the same ALBERT step in fp32, tf32, fp16 and bf16, with MFU against each
+# precision's own measured matmul peak. (Without a GPU this cell only says so.)
+
+# %%
+if HAVE_GPU and SCALE == "gpu":
+    gcfg = minialbert.AlbertConfig.from_preset("albert-base-v2", vocab_size=30000)
+    B, Tg = 32, 128
+    r = np.random.default_rng(1)
+    gids = r.integers(5, gcfg.vocab_size, (B, Tg))
+    glabels = np.where(r.random((B, Tg)) < 0.15, gids, -100)
+    glabels[:, 1] = gids[:, 1]
+    gsol = r.integers(0, 2, B)
+    flops = train_flops(gcfg, B, Tg, n_predictions=int((glabels != -100).sum()))
+    for prec, dt in (("fp32", "float32"), ("fp16", "float16"), ("bf16", "bfloat16"), ("tf32", "float32")):
+        m = minialbert.AlbertForPreTraining(gcfg, seed=0, precision=prec).to("gpu")  # tf32 last: it stays on
+        peak = measure_peak_flops("gpu", dt)
+        best = np.inf
+        for rep in range(4):
+            t0 = time.perf_counter()
+            m.forward(gids, labels=glabels, sentence_order_label=gsol)
+            m.zero_grad(); m.backward({"loss": 1024.0} if prec == "fp16" else None)
+            backend.synchronize("gpu")
+            if rep:
+                best = min(best, time.perf_counter() - t0)
+        print(f"{prec}: {best * 1e3:7.1f} ms/step, {B * Tg / best:8.0f} tokens/s, "
+              f"MFU {100 * flops / best / peak:5.1f}% of a measured {peak / 1e12:.0f} TFLOP/s")
+else:
+    print("No GPU (or SCALE != 'gpu'): the precision comparison needs a device. "
+          "Run `bash benchmarks/gpu_check.sh` on one.")

@@ -1,29 +1,29 @@
 r"""Fused CUDA kernels for the GPU, beside the readable layers they speed up. OFF by default.
 
+Derivation: [docs/layers/fused.md](../layers/fused.md)
+
 Each kernel does in one pass over memory what the plain CuPy path does in several launches
 (CuPy launches one kernel per array operation, and each reads and writes the whole tensor):
 
-==================  =====================================================  ================
-name                replaces                                                cache format
-==================  =====================================================  ================
-``gelu``            ``gelu_new_forward`` / ``_backward`` (tanh form)        ``(x, None)``
-``layernorm``       ``layernorm_forward`` / ``_backward`` (row statistics)  as the plain one
-``softmax``         scale + additive mask + softmax in attention, and       as the plain one
-                    ``softmax_backward``
-``dropout``         ``dropout_forward`` (compare, cast, scale, multiply)    as the plain one
-``cross_entropy``   ``cross_entropy_forward`` / ``_backward``: keeps the   ``("fused", ...)``
-                    per-row log-sum-exp instead of the (N, V) softmax
-==================  =====================================================  ================
+| name | replaces | cache |
+|---|---|---|
+| `gelu` | `gelu_new_forward` / `gelu_new_backward` (tanh form) | `(x, None)`: t recomputed |
+| `layernorm` | `layernorm_forward` / `layernorm_backward` | as the plain one |
+| `softmax` | scale + additive mask + softmax in attention; `softmax_backward` | as the plain one |
+| `dropout` | `dropout_forward` (compare, cast, scale, multiply) | as the plain one |
+| `cross_entropy` | `cross_entropy_forward` / `_backward`: keeps the per-row log-sum-exp, not the (N, V) softmax | `("fused", ...)` |
 
 All arithmetic is float32 inside, whatever the storage dtype (float32, float16, bfloat16);
 float64 and NumPy arrays always take the plain path. The kernels are CUDA C++ compiled at
-first use through CuPy's ``RawModule`` (NVRTC), by way of :func:`minialbert.backend.raw_module`
-(the only module that touches CuPy).
+first use through CuPy's `RawModule` (NVRTC), by way of `minialbert.backend.raw_module`
+(the only module that touches CuPy). The source needs no CUDA header: float16 and bfloat16
+are converted with PTX and bit arithmetic.
 
-**Opt in.** A kernel runs only when named in the environment variable ``MINIALBERT_FUSED``
-(``MINIALBERT_FUSED=gelu,layernorm`` or ``MINIALBERT_FUSED=all``) or enabled with
-:func:`enable`. None is the default, and none becomes the default before its test in
-``tests/test_fused.py`` has passed on a real GPU (none has yet: this machine had none).
+**Opt in.** A kernel runs only when named in the environment variable `MINIALBERT_FUSED`
+(`MINIALBERT_FUSED=gelu,layernorm` or `MINIALBERT_FUSED=all`) or switched on with
+[enable][minialbert.layers.fused.enable]. None is the default, and none becomes the default
+before its test in `tests/test_fused.py` has passed on a real GPU. None has yet: no session
+so far had a GPU.
 """
 from __future__ import annotations
 
@@ -314,7 +314,9 @@ def _rows(x):
 
 
 def gelu_new_forward(x):
-    """Fused GELU (tanh form). Returns y, cache = (x, None): t is recomputed in backward."""
+    """Derivation: [docs/layers/fused.md](../layers/fused.md).
+
+    Fused GELU (tanh form). Returns y, cache = (x, None): t is recomputed in backward."""
     x = backend.get_array_module(x).ascontiguousarray(x)
     y = backend.get_array_module(x).empty_like(x)
     if x.size:
@@ -323,6 +325,7 @@ def gelu_new_forward(x):
 
 
 def gelu_new_backward(dy, cache):
+    """Derivation: [docs/layers/fused.md](../layers/fused.md)."""
     x, _ = cache
     xp = backend.get_array_module(x)
     dy = xp.ascontiguousarray(dy.astype(x.dtype, copy=False))
@@ -333,7 +336,9 @@ def gelu_new_backward(dy, cache):
 
 
 def dropout_forward(x, p, rng):
-    """Fused inverted dropout from the same uniforms as the plain path (same masks)."""
+    """Derivation: [docs/layers/fused.md](../layers/fused.md).
+
+    Fused inverted dropout from the same uniforms as the plain path (same masks)."""
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
     u = rng.random(x.shape, dtype=np.float32 if x.dtype != np.float64 else np.float64)
@@ -346,7 +351,9 @@ def dropout_forward(x, p, rng):
 
 
 def layernorm_forward(x, gamma, beta, eps):
-    """Fused LayerNorm: same cache as the plain one, (xhat, rstd (..., 1) float32, gamma)."""
+    """Derivation: [docs/layers/fused.md](../layers/fused.md).
+
+    Fused LayerNorm: same cache as the plain one, (xhat, rstd (..., 1) float32, gamma)."""
     xp = backend.get_array_module(x)
     x = xp.ascontiguousarray(x)
     rows, D = _rows(x)
@@ -360,6 +367,7 @@ def layernorm_forward(x, gamma, beta, eps):
 
 
 def layernorm_backward(dy, cache, dgamma=None, dbeta=None):
+    """Derivation: [docs/layers/fused.md](../layers/fused.md)."""
     xhat, rstd, gamma = cache
     xp = backend.get_array_module(xhat)
     dy = xp.ascontiguousarray(dy.astype(xhat.dtype, copy=False))
@@ -378,7 +386,9 @@ def layernorm_backward(dy, cache, dgamma=None, dbeta=None):
 
 
 def masked_softmax_forward(scores, scale, mask_add=None):
-    """P = softmax(scores * scale + mask_add) over the last axis, one pass.
+    """Derivation: [docs/layers/fused.md](../layers/fused.md).
+
+    P = softmax(scores * scale + mask_add) over the last axis, one pass.
 
     scores (B, NH, T, C); mask_add broadcastable as (B, 1, 1, C) (make_attention_mask) or
     None. Returns P in scores' dtype (the cache of softmax_backward)."""
@@ -399,6 +409,7 @@ def masked_softmax_forward(scores, scale, mask_add=None):
 
 
 def softmax_backward(dP, P):
+    """Derivation: [docs/layers/fused.md](../layers/fused.md)."""
     xp = backend.get_array_module(P)
     dP = xp.ascontiguousarray(dP.astype(P.dtype, copy=False))
     P = xp.ascontiguousarray(P)
@@ -410,7 +421,9 @@ def softmax_backward(dP, P):
 
 
 def cross_entropy_forward(z, y_safe, valid, n_valid, shape, in_dtype):
-    """Fused MLM cross-entropy on (N, C) logits. Returns loss (0-d float32) and the cache
+    """Derivation: [docs/layers/fused.md](../layers/fused.md).
+
+    Fused MLM cross-entropy on (N, C) logits. Returns loss (0-d float32) and the cache
     ("fused", z, y, lse, valid, n_valid, shape, in_dtype): the (N, C) softmax is not kept."""
     xp = backend.get_array_module(z)
     z = xp.ascontiguousarray(z)
@@ -426,6 +439,7 @@ def cross_entropy_forward(z, y_safe, valid, n_valid, shape, in_dtype):
 
 
 def cross_entropy_backward(dloss, cache):
+    """Derivation: [docs/layers/fused.md](../layers/fused.md)."""
     _, z, y, lse, valid, n_valid, shape, in_dtype = cache
     xp = backend.get_array_module(z)
     N, C = z.shape
