@@ -19,7 +19,7 @@
 #                 torch.compile for base), fp16, ALBERT-base B=32 T=128, xxlarge B=8 T=512
 #                 (OUT/bench/results.{md,json}), then bf16 for base if time is left
 #   4. pretrain   a 2-minute fp16 pretraining run of ALBERT-base shape on the GPU (OUT/pretrain/)
-#   5. notebook   notebooks/10_gpu.py at GPU scale (OUT/notebook10.{log,ipynb})
+#   5. notebook   notebooks/10_gpu.py at GPU scale, run as a script (OUT/notebook.log)
 #   6. suite      the rest of the default test suite (-m "not gpu")      (OUT/suite.log, .xml)
 set -u
 DRY=0
@@ -100,8 +100,9 @@ if [ $DRY -eq 1 ]; then
     $PY -m minialbert pretrain --preset tiny --precision fp16 --steps 4 --warmup 1 --batch-size 4 \
       --seq-len 32 --log-every 1 --checkpoint-every 2 --no-plots --no-progress \
       --out "$OUT/pretrain" --overwrite
-  stage notebook 300 "notebook.log (cpu-small)" -- \
-    $PY notebooks/10_gpu.py
+  # (notebook 10 runs in full at CPU scale in tests/test_notebooks.py; here only parsed)
+  stage notebook 60 "notebook.log (parsed only)" -- \
+    $PY -c "import ast; ast.parse(open('notebooks/10_gpu.py').read()); print('notebooks/10_gpu.py parses')"
 else
   # ---- 2. GPU tests (CuPy parameters, precision, fused kernels) -------------------------------
   stage gpu-tests 120 "gpu_tests.log, gpu_tests.xml" -- \

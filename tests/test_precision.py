@@ -347,8 +347,10 @@ def test_gpu_batched_matmul_matches_rounded_reference(dtype):
 def test_gpu_fp16_attention_products_do_not_run_in_fp32():
     """float16 and float32 accumulate alike (exact products, float32 sums), so numbers cannot
     tell a tensor-core GEMM from CuPy's silent float32 fallback; time can. The attention
-    products of ALBERT-xxlarge at B=8, T=512 (64 heads of 64) run at least 3x faster in fp16
-    than the same batched product in float32 (without TF32), which an upcast cannot reach."""
+    products of ALBERT-xxlarge at B=8, T=512 (64 heads of 64) run at least 2x faster in fp16
+    than the same batched product in float32 (without TF32); an upcast to float32 would be
+    at best as fast as float32 (H200: ~60 TFLOP/s float32 against ~990 float16, and half the
+    bytes to move)."""
     cp = backend.xp_for("gpu")
     from cupyx.profiler import benchmark
 
@@ -359,4 +361,4 @@ def test_gpu_fp16_attention_products_do_not_run_in_fp32():
         a, b = q.astype(dt), k.astype(dt).swapaxes(-1, -2)
         res = benchmark(backend.batched_matmul, (a, b), n_repeat=20, n_warmup=3)
         times[np.dtype(dt).name] = float(np.median(res.gpu_times))
-    assert times["float16"] * 3 <= times["float32"], times
+    assert times["float16"] * 2 <= times["float32"], times

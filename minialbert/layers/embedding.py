@@ -35,5 +35,7 @@ def embedding_backward(de, cache, dW):
     if padding_idx is not None:
         keep = flat_ids != padding_idx
         flat_ids, flat_de = flat_ids[keep], flat_de[keep]
+    if flat_de.dtype != dW.dtype:                 # float16 rows into a float32 master gradient
+        flat_de = flat_de.astype(dW.dtype)
     xp.add.at(dW, flat_ids, flat_de)
     return None
