@@ -18,6 +18,8 @@ COMMANDS = [
     "finetune",
     "fill_mask",
     "grade",
+    "eval",
+    "experiment",
 ]
 
 
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minialbert",
         description="ALBERT from scratch in NumPy/CuPy: tokenizers, pretraining data, "
-                    "pretraining, fine-tuning and fill-mask.",
+                    "pretraining, fine-tuning, fill-mask, held-out evaluation and the paper's experiments.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

@@ -12,6 +12,7 @@ def _build(args) -> int:
     from ..data.shards import build_shards
     from ..tokenizer import Tokenizer
 
+    from ..data.heldout import HELDOUT_DIR, heldout_dir, split_documents
     from ..data.pretraining import check_data_args
 
     out = Path(args.output)
@@ -19,22 +20,43 @@ def _build(args) -> int:
                     args.max_ngram, args.short_seq_prob, args.dupe_factor, args.max_position_embeddings)
     if (out / "manifest.json").exists() and not args.overwrite:
         raise FileExistsError(f"{out} already holds a complete build; pass --overwrite to replace it")
+    frac = args.heldout_fraction
+    if frac is not None and not 0.0 < frac < 1.0:
+        raise ValueError(f"--heldout-fraction: expected a number strictly between 0 and 1, got {frac}")
+    held_out = heldout_dir(out)
+    if frac is not None and held_out.exists() and not (held_out / "manifest.json").exists() \
+            and any(held_out.iterdir()):
+        raise FileExistsError(f"--heldout-fraction: {held_out} exists and is not a shard build; "
+                              "move it away or choose another --output")
     docs = load_corpus(args)
+    held = []
+    if frac is not None:
+        docs, held = split_documents(docs, frac, seed=args.seed)
+        print(f"held out {len(held)} of {len(docs) + len(held)} documents ({frac:g}) -> {held_out}",
+              file=sys.stderr)
     if args.tokenizer:
         tok = Tokenizer(args.tokenizer)
     else:
+        # trained on the training documents only: the held-out text stays unseen
         print(f"no --tokenizer: training a {args.vocab_size}-piece one on this corpus", file=sys.stderr)
         tok = Tokenizer.train(docs, args.vocab_size)
-    manifest = build_shards(
-        docs, tok, out, max_seq_length=args.max_seq_length, seed=args.seed, sentence_task=args.sentence_task,
-        masked_lm_prob=args.masked_lm_prob, max_predictions_per_seq=args.max_predictions_per_seq,
-        max_ngram=args.max_ngram, short_seq_prob=args.short_seq_prob, dupe_factor=args.dupe_factor,
-        one_sentence_random_b=args.one_sentence_random_b, max_position_embeddings=args.max_position_embeddings,
-        docs_per_shard=args.docs_per_shard, num_workers=args.workers, overwrite=args.overwrite,
-        progress=not args.quiet, save_tokenizer=not args.tokenizer)
+    kw = dict(max_seq_length=args.max_seq_length, seed=args.seed, sentence_task=args.sentence_task,
+              masked_lm_prob=args.masked_lm_prob, max_predictions_per_seq=args.max_predictions_per_seq,
+              max_ngram=args.max_ngram, short_seq_prob=args.short_seq_prob, dupe_factor=args.dupe_factor,
+              one_sentence_random_b=args.one_sentence_random_b,
+              max_position_embeddings=args.max_position_embeddings, docs_per_shard=args.docs_per_shard,
+              num_workers=args.workers, overwrite=args.overwrite)
+    split = {"fraction": frac, "seed": args.seed, "dir": HELDOUT_DIR} if frac is not None else None
+    manifest = build_shards(docs, tok, out, progress=not args.quiet, save_tokenizer=not args.tokenizer, **kw,
+                            extra_manifest={"split": "train", "heldout": split} if split else None)
     print(f"wrote {len(manifest['shards'])} shards to {out}: {manifest['num_examples']} examples, "
           f"{manifest['num_tokens']} tokens, {manifest['num_predictions']} masked predictions "
           f"in {manifest['build_seconds']:.1f} s")
+    if split:
+        # the held-out examples: dupe factor 1 (one pass, no repeated sentences), same recipe
+        hm = build_shards(held, tok, held_out, progress=False, **{**kw, "dupe_factor": 1},
+                          extra_manifest={"split": "heldout", "heldout": split})
+        print(f"wrote {hm['num_examples']} held-out examples from {len(held)} documents to {held_out}")
     return 0
 
 
@@ -143,6 +165,11 @@ def register(subparsers) -> None:
     b.add_argument("--workers", "-j", type=int, default=None,
                    help="worker processes building shards in parallel; the shards do not depend on it "
                         "(default: all cores)")
+    b.add_argument("--heldout-fraction", type=float, default=None, metavar="F",
+                   help="hold out this share of the documents (whole documents, drawn with --seed) and "
+                        "write their examples to OUTPUT/heldout/, a shard folder for `minialbert eval` and "
+                        "`pretrain --eval-data`; the tokenizer is trained on the other documents only "
+                        "(default: no held-out split)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing build in --output")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)
