@@ -1,0 +1,95 @@
+"""A fill-mask probe on held-out text: does the model's guess for a blank depend on context?
+
+:func:`probe_sentences` picks a few sentences of held-out documents and blanks one word in
+each (a word that is one piece of the vocabulary, so the right answer is one prediction);
+:func:`probe` returns the model's top-k pieces for every blank; :func:`format_probe` prints
+them before/after training side by side, marking the right piece. ``minialbert pretrain``
+shows this at the end of a run on the embedded corpus.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+_WORD = re.compile(r"^[A-Za-z]{2,}$")
+
+
+def probe_sentences(documents, tokenizer, n: int = 6, seed: int = 0, min_words: int = 6,
+                    max_words: int = 18) -> list[tuple[str, str]]:
+    """``n`` (text with one ``[MASK]``, the masked word's piece) pairs from ``documents``.
+
+    A sentence qualifies when it has ``min_words``..``max_words`` words and at least one
+    plain word (letters only, not the first) that the tokenizer encodes as a single
+    word-start piece; one such word is blanked, chosen with ``default_rng(seed)``. The
+    sentences are taken in a seeded order of the documents, at most one per document.
+    Returns fewer than ``n`` pairs if the documents have too few such sentences."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for di in rng.permutation(len(documents)):
+        for s in documents[di]:
+            words = s.split()
+            if not min_words <= len(words) <= max_words or not s.isascii():
+                continue
+            cands = []
+            for i, w in enumerate(words[1:], start=1):
+                if _WORD.match(w):
+                    ids = tokenizer.encode(" " + w)
+                    if len(ids) == 1 and tokenizer.id_to_piece(ids[0]).startswith("\u2581"):
+                        cands.append((i, tokenizer.id_to_piece(ids[0])))
+            if cands:
+                i, piece = cands[int(rng.integers(len(cands)))]
+                out.append((" ".join(words[:i] + ["[MASK]"] + words[i + 1:]), piece))
+                break
+        if len(out) >= n:
+            break
+    return out
+
+
+def probe(model, tokenizer, texts, top_k: int = 5) -> list[list[tuple[float, str]]]:
+    """Top-k (probability, piece) for the first ``[MASK]`` of each text, dropout off."""
+    from .cli.fill_mask import encode_masked  # noqa: PLC0415
+    from .backend import to_numpy  # noqa: PLC0415
+
+    was_training = getattr(model, "training", False)
+    model.eval()
+    res = []
+    try:
+        for text in texts:
+            ids, pos = encode_masked(tokenizer, text)
+            out = model.forward(np.asarray([ids], dtype=np.int64), full_logits=True)
+            logits = to_numpy(out.prediction_logits if getattr(out, "prediction_logits", None) is not None
+                              else out.logits)[0, pos[0]].astype(np.float64)
+            z = np.exp(logits - logits.max())
+            prob = z / z.sum()
+            best = np.argsort(-prob, kind="stable")[:top_k]
+            res.append([(float(prob[b]), tokenizer.id_to_piece(int(b))) for b in best])
+    finally:
+        model._tape = None
+        model.train(was_training)
+    return res
+
+
+def format_probe(items, before, after=None) -> str:
+    """A text table: each blanked sentence, the right piece, the top-k before (and after)
+    training; ``*`` marks the right piece. ``items`` as :func:`probe_sentences` returns."""
+    lines = []
+    hits_b = hits_a = 0
+    for j, (text, answer) in enumerate(items):
+        lines.append(f"{text}   (answer {answer})")
+        for label, preds in (("before", before[j]), ("after", after[j] if after else None)):
+            if preds is None:
+                continue
+            hit = any(p == answer for _, p in preds)
+            if label == "before":
+                hits_b += hit
+            else:
+                hits_a += hit
+            cells = ", ".join(f"{'*' if p == answer else ''}{p} {q:.2f}" for q, p in preds)
+            lines.append(f"  {label:>6}: {cells}")
+    n = len(items)
+    summary = f"right word in the top {len(before[0]) if before else 5}: {hits_b}/{n} before"
+    if after:
+        summary += f", {hits_a}/{n} after training"
+    lines.append(summary)
+    return "\n".join(lines)
