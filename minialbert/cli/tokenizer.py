@@ -36,7 +36,7 @@ def _corpus_args(p: argparse.ArgumentParser) -> None:
                         "'sentences' = split at sentence ends by the embedded corpus' rule "
                         "(default: %(default)s)")
     p.add_argument("--no-numpy", action="store_true",
-                   help="embedded corpus only: leave out NumPy's docstrings (default: include them)")
+                   help="embedded corpus only: the standard library's docstrings alone, without NumPy's, SciPy's and matplotlib's (default: include them)")
 
 
 def load_corpus(args) -> list[list[str]]:

@@ -1,14 +1,16 @@
 """Pretraining data: corpora, SOP/NSP examples with n-gram masking, batches and shards.
 
-- :mod:`.corpus`: the embedded default corpus (stdlib/NumPy docstrings) and the user's text files.
-- :mod:`.pretraining`: ``create_pretraining_examples`` (spec §5), ``collate``, ``iterate_batches``.
+- :mod:`.corpus`: the embedded default corpus (docstrings of the stdlib, NumPy, SciPy, matplotlib) and the user's text files.
+- :mod:`.pretraining`: ``create_pretraining_examples`` (spec §5), ``collate``, ``iterate_batches``,
+  ``PretrainingStream`` (examples made on the fly, fresh pairs and masks every epoch),
+  ``split_documents`` (document-level held-out split).
 - :mod:`.shards`: ``build_shards`` (atomic .npz shards + manifest.json), ``ShardLoader`` and
   ``ExampleLoader`` (resumable shuffled batches).
 """
 from .corpus import (corpus_hash, load_default_corpus, load_text_corpus,  # noqa: F401
                      read_text_file, split_sentences)
-from .pretraining import (SENTENCE_TASKS, check_data_args, collate,  # noqa: F401
+from .pretraining import (SENTENCE_TASKS, PretrainingStream, check_data_args, collate,  # noqa: F401
                           create_pretraining_examples, iterate_batches, mask_tokens,
-                          tokenize_documents, word_start_table)
+                          split_documents, tokenize_documents, word_start_table)
 from .shards import (ExampleLoader, ShardLoader, build_shards, examples_to_arrays,  # noqa: F401
                      read_manifest)
