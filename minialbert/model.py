@@ -49,6 +49,19 @@ ATTENTION_BLOCK = ATTENTION_PARAMS + ATTN_LN     # names inside encoder.attentio
 FFN_BLOCK = FFN_PARAMS + FFN_LN                  # names inside encoder.ffn.{k}.
 
 
+def _host_array(name, x):
+    """A NumPy array from nested lists: ragged rows are a ValueError naming the argument."""
+    try:
+        a = np.asarray(x)
+    except ValueError:
+        a = None
+    if a is None or a.dtype == object:
+        lens = sorted({len(r) for r in x if hasattr(r, "__len__")}) if hasattr(x, "__iter__") else []
+        raise ValueError(f"{name}: rows of different lengths {lens[:5]} (a ragged list): pad every row to "
+                         f"one length T (e.g. tokenizer(texts, padding=True)) and pass attention_mask")
+    return a
+
+
 @dataclass
 class AlbertOutput:
     """What a forward returns; fields a class does not produce stay None.
@@ -271,10 +284,10 @@ class AlbertPreTrainedModel:
     def _as_input(self, name, x, ndim=2):
         """Integer ids on the model's device, checked for type and rank."""
         xp = get_array_module(*self.params.values())
-        if device_of(x) != self.device:
-            x = to_device(np.asarray(x) if not hasattr(x, "dtype") else x, self.device)
         if not hasattr(x, "dtype"):
-            x = xp.asarray(x)
+            x = _host_array(name, x)
+        if device_of(x) != self.device:
+            x = to_device(x, self.device)
         if x.dtype.kind not in "iub":
             raise ValueError(f"{name} must be an integer array, got dtype {x.dtype}")
         if x.ndim != ndim:
@@ -315,13 +328,19 @@ class AlbertPreTrainedModel:
         ``num_classes``: class labels, each in [0, num_classes) or IGNORE_INDEX (-100, not
         counted, as HF's CrossEntropyLoss), checked here so the error names the argument."""
         if not hasattr(x, "dtype"):
-            x = np.asarray(x)
+            x = _host_array(name, x)
         if device_of(x) != self.device:
             x = to_device(x, self.device)             # never np.asarray: CuPy refuses implicit copies
         if tuple(x.shape) != tuple(shape):
             raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
         if dtype is not None:
-            return x.astype(dtype, copy=False)
+            if x.dtype.kind not in "iubf":
+                raise ValueError(f"{name} must be numbers, got dtype {x.dtype}")
+            x = x.astype(dtype, copy=False)
+            bad = int(get_array_module(x).count_nonzero(~get_array_module(x).isfinite(x)))
+            if bad:                                   # the loss would silently become NaN
+                raise ValueError(f"{name} hold {bad} NaN or infinite value(s); every label must be finite")
+            return x
         if x.dtype.kind not in "iu":
             raise ValueError(f"{name} must be an integer array, got dtype {x.dtype}")
         if num_classes is not None:
@@ -450,6 +469,11 @@ class AlbertPreTrainedModel:
         xp = get_array_module(*self.params.values())
         go = {k: v if k == "loss" else xp.asarray(to_device(v, self.device), dtype=self.compute_dtype)
               for k, v in grad_outputs.items()}
+        for k, v in go.items():
+            want = () if k == "loss" else tape["shapes"][k]
+            if tuple(getattr(v, "shape", ())) != want:
+                raise ValueError(f"grad_outputs[{k!r}] must have the shape of the forward's {k}, {want}, "
+                                 f"got {tuple(v.shape)}")
         dseq, dpooled = self._head_backward(tape, go)
         if go.get("last_hidden_state") is not None:
             dseq = go["last_hidden_state"] if dseq is None else dseq + go["last_hidden_state"]
@@ -466,7 +490,8 @@ class AlbertPreTrainedModel:
         names = [k for k in ("loss", "prediction_logits", "sop_logits", "logits", "start_logits",
                              "end_logits", "last_hidden_state", "pooler_output")
                  if getattr(out, k) is not None]
-        self._tape = {"enc": enc_cache, "loss": out.loss, "outputs": names, **head_caches}
+        self._tape = {"enc": enc_cache, "loss": out.loss, "outputs": names,
+                      "shapes": {k: tuple(getattr(out, k).shape) for k in names}, **head_caches}
         return out
 
     # -- saving ----------------------------------------------------------------------

@@ -334,3 +334,67 @@ def test_finetune_encoding_flag(tmp_path, capsys):
     rc = cli_main(["finetune", "--task", "classification", "--train", str(f), "--model", str(tmp_path / "none"),
                    "--out", str(tmp_path / "o"), "--encoding", "latin-1"])       # the flag parses
     assert rc == 1 and "holds no model" in capsys.readouterr().err
+
+
+# -- model inputs at the public boundary -----------------------------------------------------
+import minialbert as ma  # noqa: E402
+
+
+def _tiny(cls=ma.AlbertForSequenceClassification, **kw):
+    c = AlbertConfig(vocab_size=30, embedding_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=8, max_position_embeddings=16, **kw)
+    return cls(c, seed=0, dtype="float64")
+
+
+def test_ragged_input_ids_name_the_argument():
+    m = _tiny(ma.AlbertModel)
+    with pytest.raises(ValueError, match=r"input_ids: rows of different lengths \[2, 3\] \(a ragged list\): pad"):
+        m.forward([[5, 6, 7], [5, 6]])
+    with pytest.raises(ValueError, match=r"attention_mask: rows of different lengths"):
+        m.forward([[5, 6, 7], [5, 6, 8]], attention_mask=[[1, 1, 1], [1, 1]])
+
+
+def test_grad_outputs_of_the_wrong_shape():
+    m = _tiny(ma.AlbertModel)
+    m.forward(np.ones((2, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"grad_outputs\['last_hidden_state'\] must have the shape of the "
+                                         r"forward's last_hidden_state, \(2, 3, 8\), got \(2, 8\)"):
+        m.backward({"last_hidden_state": np.ones((2, 8))})
+
+
+@pytest.mark.parametrize("problem, labels", [
+    ("regression", [0.5, float("nan")]),
+    ("multi_label_classification", [[0.0, float("nan")], [1.0, 0.0]]),
+    ("regression", [0.5, float("inf")]),
+])
+def test_nan_labels_are_refused(problem, labels):
+    m = _tiny(num_labels=1 if problem == "regression" else 2, problem_type=problem)
+    with pytest.raises(ValueError, match=r"labels hold 1 NaN or infinite value\(s\)"):
+        m.forward(np.ones((2, 3), dtype=np.int64), labels=np.asarray(labels))
+
+
+# -- where HF's answer stays (documented in docs/model/heads.md) --------------------------
+def test_every_label_ignored_gives_nan_as_hf():
+    # HF's CrossEntropyLoss(ignore_index=-100) averages over zero labels: 0/0 = NaN. We keep it
+    # (a NaN the training loop reports) rather than invent a 0 that would look like a perfect fit.
+    m = _tiny(ma.AlbertForMaskedLM)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = m.forward(np.ones((2, 3), dtype=np.int64), labels=np.full((2, 3), -100))
+    assert np.isnan(float(out.loss))
+    tc = _tiny(ma.AlbertForTokenClassification)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        assert np.isnan(float(tc.forward(np.ones((2, 3), dtype=np.int64), labels=np.full((2, 3), -100)).loss))
+
+
+def test_qa_positions_are_clamped_or_ignored_as_hf():
+    # HF clamps start/end positions to [0, T] and ignores T: a position past the end does not
+    # count, a negative one counts as position 0
+    m = _tiny(ma.AlbertForQuestionAnswering)
+    ids = np.ones((2, 4), dtype=np.int64)
+    base = m.forward(ids, start_positions=[1, 2], end_positions=[2, 3])
+    past = m.forward(ids, start_positions=[1, 99], end_positions=[2, 99])      # row 1 ignored
+    only0 = m.forward(ids[:1], start_positions=[1], end_positions=[2])
+    assert np.isclose(float(past.loss), float(only0.loss))
+    neg = m.forward(ids, start_positions=[-5, 2], end_positions=[2, 3])
+    zero = m.forward(ids, start_positions=[0, 2], end_positions=[2, 3])
+    assert float(neg.loss) == float(zero.loss) and float(base.loss) != float(zero.loss)
