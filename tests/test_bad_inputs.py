@@ -398,3 +398,14 @@ def test_qa_positions_are_clamped_or_ignored_as_hf():
     neg = m.forward(ids, start_positions=[-5, 2], end_positions=[2, 3])
     zero = m.forward(ids, start_positions=[0, 2], end_positions=[2, 3])
     assert float(neg.loss) == float(zero.loss) and float(base.loss) != float(zero.loss)
+
+
+@pytest.mark.slow
+def test_the_bad_input_catalogue_never_crashes():
+    # benchmarks/bad_inputs.py: every case classified; a crash (a traceback) fails this
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).parents[1] / "benchmarks" / "bad_inputs.py"
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and " 0 crash" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
