@@ -610,6 +610,24 @@ def cases(w: World) -> list[Case]:
         (d / "manifest.json").write_text("{oops")
         cli("pretrain", "--steps", 1, "--warmup", 0, "--out", w.fresh("pm") / "o", "--data", d)
 
+    def pretrained_run(name):
+        out = w.fresh(name) / "O"
+        cli("pretrain", "--data", w.shards, "--tokenizer", w.spm, "--seq-len", 32, "--steps", 2, "--warmup", 0,
+            "--batch-size", 4, "--out", out, "--no-plots", "--no-progress")
+        return out
+
+    @case("pretrain CLI: --resume from a truncated model.safetensors", ["model.safetensors", "truncated"])
+    def _():
+        out = pretrained_run("resumetrunc")
+        _mutate_file(out / "checkpoint" / "model.safetensors", lambda b: b[:len(b) // 2])
+        cli("pretrain", "--data", w.shards, "--tokenizer", w.spm, "--seq-len", 32, "--steps", 3, "--warmup", 0,
+            "--batch-size", 4, "--out", out, "--resume", "--no-plots", "--no-progress")
+
+    @case("pretrain CLI: --data pointing at a checkpoint", ["manifest.json", "not a minialbert shard manifest"])
+    def _():
+        cli("pretrain", "--data", w.run_dir / "checkpoint", "--tokenizer", w.spm, "--seq-len", 32, "--steps", 1,
+            "--warmup", 0, "--out", w.fresh("datackpt") / "O")
+
     @case("pretrain CLI: --lr nan", ["--lr"])
     def _():
         cli("pretrain", "--lr", "nan", "--steps", 1, "--warmup", 0, "--out", w.fresh("lrnan") / "o", "--data", w.shards,
