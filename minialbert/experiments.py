@@ -116,9 +116,12 @@ def make_settings(name: str, preset: Optional[str] = None, steps: Optional[int] 
 # the output folder: ours or nobody's
 
 
-def claim_out(out: Path, overwrite: bool) -> None:
+def claim_out(out: Path, overwrite: bool, resume: bool = False) -> None:
     """Refuse a --out that holds anything but an earlier experiment of ours (and that one
-    unless --overwrite); with --overwrite remove only what an experiment writes."""
+    unless --overwrite or --resume); --overwrite removes only what an experiment writes,
+    --resume keeps its data and finished runs."""
+    if overwrite and resume:
+        raise ValueError("--overwrite and --resume are exclusive")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} exists and is not a directory")
     if not out.is_dir() or not any(out.iterdir()):
@@ -133,9 +136,9 @@ def claim_out(out: Path, overwrite: bool) -> None:
     if not ours:
         raise ValueError(f"--out: {out} is not empty and holds no minialbert experiment; "
                          "choose a new or empty folder")
-    if not overwrite:
+    if not (overwrite or resume):
         raise ValueError(f"--out: {out} holds an earlier experiment's results; pass --overwrite to "
-                         "replace them, or choose another --out")
+                         "replace them, --resume to reuse its finished runs, or choose another --out")
     foreign = sorted(p.name for p in out.iterdir() if not _is_ours(p))
     if foreign:
         raise ValueError(f"--out: {out} also holds files no experiment wrote ({', '.join(foreign[:5])}); "
@@ -157,6 +160,8 @@ def _clear_ours(out: Path) -> None:
 # data
 
 _CORPUS: dict = {}
+# the settings the data depend on (a --resume reuses OUT/data only if they are the same)
+DATA_FIELDS = ("seq_len", "vocab_size", "dupe_factor", "heldout_fraction", "max_docs", "seed")
 
 
 def _corpus():
@@ -176,6 +181,13 @@ def prepare_data(s: Settings, data_dir: Path, tasks, log=print) -> dict:
     from .tokenizer import Tokenizer  # noqa: PLC0415
 
     t0 = time.perf_counter()
+    want = {k: getattr(s, k) for k in DATA_FIELDS}
+    stamp = data_dir / "settings.json"
+    if stamp.is_file():                                   # --resume: the same data, already built
+        old = json.loads(stamp.read_text(encoding="utf-8"))
+        if old.get("settings") == want and all(t in old["paths"] for t in tasks):
+            log(f"data: reusing {data_dir}")
+            return old["paths"]
     docs = _corpus()
     if s.max_docs:
         docs = docs[:s.max_docs]
@@ -186,17 +198,18 @@ def prepare_data(s: Settings, data_dir: Path, tasks, log=print) -> dict:
     tok.save(tok_path)
     split = {"fraction": s.heldout_fraction, "seed": s.seed, "dir": HELDOUT_DIR}
     kw = dict(max_seq_length=s.seq_len, seed=s.seed, num_workers=1)
-    paths = {"tokenizer": str(tok_path), "documents": (len(train), len(held))}
+    paths = {"tokenizer": str(tok_path), "documents": [len(train), len(held)]}
     for task in sorted(set(tasks) | {"sop", "nsp"}):
         d = data_dir / task
         if task in tasks:
-            build_shards(train, tok, d, sentence_task=task, dupe_factor=s.dupe_factor,
+            build_shards(train, tok, d, sentence_task=task, dupe_factor=s.dupe_factor, overwrite=True,
                          extra_manifest={"split": "train", "heldout": split}, **kw)
             paths[task] = str(d)
         if task in ("sop", "nsp"):
-            build_shards(held, tok, d / HELDOUT_DIR, sentence_task=task, dupe_factor=1,
+            build_shards(held, tok, d / HELDOUT_DIR, sentence_task=task, dupe_factor=1, overwrite=True,
                          extra_manifest={"split": "heldout", "heldout": split}, **kw)
             paths[f"heldout-{task}"] = str(d / HELDOUT_DIR)
+    write_json_atomic(stamp, {"settings": want, "paths": paths})
     log(f"data: {len(train)} training / {len(held)} held-out documents, V={tok.vocab_size}, "
         f"T={s.seq_len}, tasks {', '.join(tasks)} in {time.perf_counter() - t0:.1f}s")
     return paths
@@ -251,9 +264,16 @@ def train_run(s: Settings, run: Run, data: dict, runs_dir: Path, log=print) -> R
     out = runs_dir / run.name
     cfg = _pretrain_config(s, run, data, out)
     t0 = time.perf_counter()
-    log(f"run {run.name}: {s.steps} steps ({run.sentence_task}, sharing {run.sharing}"
-        + (f", E={run.embedding_size}" if run.embedding_size else "") + ")")
-    pretrain(cfg, log=lambda m: None)
+    prev = _finished_step(out, cfg)
+    if prev == s.steps:
+        log(f"run {run.name}: reusing the finished run in {out}")
+    else:
+        if prev is not None:
+            cfg.resume = True                          # same settings, stopped early: continue it
+        log(f"run {run.name}: {s.steps} steps ({run.sentence_task}, sharing {run.sharing}"
+            + (f", E={run.embedding_size}" if run.embedding_size else "") + ")"
+            + (f", resuming at step {prev}" if prev is not None else ""))
+        pretrain(cfg, log=lambda m: None)
     run.wall_s = time.perf_counter() - t0
     run.out = str(out)
     recs = [r for r in read_metrics(out / "metrics.jsonl") if "step_time_s" in r]
@@ -263,6 +283,24 @@ def train_run(s: Settings, run: Run, data: dict, runs_dir: Path, log=print) -> R
         run.seconds_per_step = float(np.mean([r["step_time_s"] for r in use]))
     log(f"run {run.name}: {run.wall_s:.0f}s, {run.seconds_per_step:.3f} s/step")
     return run
+
+
+def _finished_step(out: Path, cfg) -> Optional[int]:
+    """The checkpointed step of an earlier run in ``out`` with the same settings (None: no
+    such run; a run with other settings is an error, never overwritten)."""
+    from .checkpoint import find_checkpoint  # noqa: PLC0415
+
+    f = out / "run.json"
+    if not f.is_file():
+        if out.exists() and any(out.iterdir()):
+            raise ValueError(f"--out: {out} holds files but no run; remove it or use --overwrite")
+        return None
+    rec = json.loads(f.read_text(encoding="utf-8"))
+    if rec.get("fingerprint") != cfg.fingerprint():
+        raise ValueError(f"--resume: {out} holds a run with other settings; use --overwrite")
+    if find_checkpoint(out / "checkpoint") is None:
+        raise ValueError(f"--resume: {out} holds no checkpoint; use --overwrite")
+    return int(rec.get("step", 0))
 
 
 def evaluate_run(s: Settings, run: Run, data: dict, sets=("sop", "nsp")) -> Run:
@@ -404,17 +442,21 @@ _RUNNERS = {"sentence-task": (_sentence_task, ("none", "nsp", "sop")), "sharing"
 
 def run_experiment(name: str, out, preset: Optional[str] = None, steps: Optional[int] = None,
                    device: str = "cpu", quick: bool = False, overwrite: bool = False, seed: int = 0,
-                   log: Callable = print, command: Optional[str] = None) -> dict:
+                   log: Callable = print, command: Optional[str] = None, resume: bool = False) -> dict:
     """Run one experiment into ``out`` (see the module docstring); returns results.json's dict.
     Every option is checked, and ``out`` claimed, before anything is written."""
     s = make_settings(name, preset, steps, device, quick, seed)
     out = Path(out)
-    claim_out(out, overwrite)
+    claim_out(out, overwrite, resume)
+    if resume and (out / MARKER).is_file():
+        prev = json.loads((out / MARKER).read_text(encoding="utf-8"))
+        if prev.get("experiment") != name:
+            raise ValueError(f"--resume: {out} holds the {prev.get('experiment')!r} experiment, not {name!r}")
     if s.embedding_sizes:
         from .train import PretrainConfig  # noqa: PLC0415
         if "embedding_size" not in PretrainConfig.__dataclass_fields__:
             raise RuntimeError("the embedding experiment needs pretrain's embedding_size option")
-    if out.is_dir():
+    if out.is_dir() and not resume:
         _clear_ours(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

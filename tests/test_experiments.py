@@ -50,6 +50,16 @@ def test_sharing_quick(tmp_path):
     for r in runs.values():
         assert r["seconds_per_step"] > 0 and {"mlm_accuracy", "sop_accuracy"} <= set(r["eval"])
         assert r["embedding_size"] == runs["all"]["embedding_size"]
+    # --resume: finished runs are reused (their checkpoint untouched), a missing one is trained
+    out = tmp_path / "sh"
+    kept = (out / "runs" / "all" / "checkpoint" / "model.safetensors").stat().st_mtime_ns
+    import shutil
+    shutil.rmtree(out / "runs" / "ffn")
+    assert main(["experiment", "sharing", "--out", str(out), "--quick"]) == 1      # neither flag: refused
+    assert main(["experiment", "sharing", "--out", str(out), "--quick", "--resume"]) == 0
+    assert (out / "runs" / "ffn" / "checkpoint" / "model.safetensors").is_file()
+    assert (out / "runs" / "all" / "checkpoint" / "model.safetensors").stat().st_mtime_ns == kept
+    assert main(["experiment", "smoothness", "--out", str(out), "--quick", "--resume"]) == 1  # another one
 
 
 def test_embedding_quick(tmp_path):

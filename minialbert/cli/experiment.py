@@ -31,6 +31,9 @@ def register(subparsers) -> None:
                         "measures nothing")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier experiment in --out (only the files an experiment writes)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an earlier, interrupted experiment in --out with the same options: "
+                        "its data and finished runs are reused, an unfinished run is resumed")
     p.set_defaults(func=run)
 
 
@@ -40,5 +43,6 @@ def run(args) -> int:
     cmd = "minialbert " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["experiment"] \
         else None
     run_experiment(args.name, args.out, preset=args.preset, steps=args.steps, device=args.device,
-                   quick=args.quick, overwrite=args.overwrite, seed=args.seed, log=main_log, command=cmd)
+                   quick=args.quick, overwrite=args.overwrite, seed=args.seed, log=main_log, command=cmd,
+                   resume=args.resume)
     return 0
