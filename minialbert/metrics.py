@@ -162,8 +162,10 @@ def read_metrics(path) -> list[dict]:
 # plots
 
 PLOTS = (
-    ("loss", ("loss", "mlm_loss", "sop_loss"), "loss"),
-    ("accuracy", ("mlm_accuracy", "sop_accuracy"), "accuracy"),
+    # held-out curves (eval_*: every --eval-every steps and at the end) beside the training ones
+    ("loss", ("loss", "mlm_loss", "sop_loss", "eval_mlm_loss"), "loss"),
+    ("accuracy", ("mlm_accuracy", "sop_accuracy", "eval_mlm_accuracy", "eval_sop_accuracy",
+                  "eval_nsp_accuracy"), "accuracy"),
     ("lr", ("lr",), "learning rate"),
     ("throughput", ("tokens_per_s",), "tokens / s"),
 )
@@ -189,8 +191,10 @@ def plot_metrics(records, out_dir, prefix: str = "") -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
         for k, pts in series.items():
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, label=k, lw=1.5)
-        if name == "accuracy" and "sop_accuracy" in series:
+            held = k.startswith("eval_")          # sparse points: markers, dashed
+            ax.plot(xs, ys, label=k.replace("eval_", "held-out ") if held else k, lw=1.5,
+                    ls="--" if held else "-", marker="o" if held else None, ms=4)
+        if name == "accuracy" and ({"sop_accuracy", "eval_sop_accuracy", "eval_nsp_accuracy"} & set(series)):
             ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance (SOP)")
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)

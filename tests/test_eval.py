@@ -201,3 +201,20 @@ def test_eval_errors_name_the_argument(case, built, checkpoint, tmp_path, capsys
     assert want in err and "Traceback" not in err
     if case == "json-foreign":
         assert (tmp_path / "notes.json").read_text() == '{"mine": 1}'
+
+
+def test_plots_draw_the_held_out_curves(tmp_path, monkeypatch):
+    """pretrain's accuracy and loss plots carry the eval_* records (held-out curves)."""
+    import matplotlib.axes
+
+    from minialbert import metrics
+
+    drawn = []
+    orig = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda self, *a, **k: (drawn.append(k.get("label")), orig(self, *a, **k))[1])
+    recs = [{"step": s, "loss": 5.0, "mlm_accuracy": 0.1, "sop_accuracy": 0.6} for s in (10, 20)]
+    recs[1].update(eval_mlm_loss=5.5, eval_mlm_accuracy=0.09, eval_sop_accuracy=0.58)
+    recs[0].update(eval_mlm_loss=6.0, eval_mlm_accuracy=0.05, eval_sop_accuracy=0.52)
+    metrics.plot_metrics(recs, tmp_path)
+    assert {"held-out mlm_accuracy", "held-out sop_accuracy", "held-out mlm_loss"} <= set(drawn)
