@@ -10,17 +10,19 @@
 # carried in a folder named by $GPU_CHECK_WHEELS (e.g. made here with `pip download -d wheels
 # scipy matplotlib ml_dtypes jupytext nbclient ipykernel`) are installed into OUT/_deps first.
 #
-# Stages, most valuable first (each with its own time limit; a failing stage does not stop
-# the next; OUT/summary.md lists each stage's exit status and time):
-#   1. deps       versions of everything, nvidia-smi
-#   2. gpu-tests  pytest -m gpu: the CuPy parameters of the suite, mixed precision, batched GEMM,
-#                 every fused kernel against its NumPy layer            (OUT/gpu_tests.log, .xml)
-#   3. bench      benchmarks/gpu_bench.py: minialbert-CuPy vs HF AlbertForPreTraining (eager, and
-#                 torch.compile for base), fp16, ALBERT-base B=32 T=128, xxlarge B=8 T=512
-#                 (OUT/bench/results.{md,json}), then bf16 for base if time is left
-#   4. pretrain   a 2-minute fp16 pretraining run of ALBERT-base shape on the GPU (OUT/pretrain/)
-#   5. notebook   notebooks/10_gpu.py at GPU scale, run as a script (OUT/notebook.log)
-#   6. suite      the rest of the default test suite (-m "not gpu")      (OUT/suite.log, .xml)
+# Stages, most valuable first (each stage's limit is cut to what is left of GPU_CHECK_BUDGET_S,
+# default 480 s; a failing stage does not stop the next; OUT/summary.md lists each stage's exit
+# status and time, the benchmark tables and the pretraining run's first and last records):
+#   1. deps           versions of everything, nvidia-smi                         (OUT/deps.txt)
+#   2. gpu-precision  pytest -m gpu on tests/test_precision.py, tests/test_fused.py: the batched
+#                     GEMM, fp16 attention not in fp32, every fused kernel against its NumPy layer
+#   3. bench          benchmarks/gpu_bench.py: minialbert-CuPy vs HF AlbertForPreTraining (eager,
+#                     and torch.compile for base), fp16, ALBERT-base B=32 T=128 and xxlarge B=8
+#                     T=512: tokens/s, MFU, peak memory                   (OUT/bench/results.md)
+#   4. pretrain       a 2-minute fp16 pretraining run of ALBERT-base shape on the GPU (OUT/pretrain/)
+#   5. gpu-tests      pytest -m gpu on the rest: the CuPy parameters of the whole suite
+#   6. notebook       notebooks/10_gpu.py at GPU scale, run as a script          (OUT/notebook.log)
+#   7. bench-bf16, suite   bf16 benchmark of base; the rest of the default suite (-m "not gpu")
 set -u
 DRY=0
 if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
@@ -38,6 +40,13 @@ echo "# gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) (dry run: $DRY), commit $(git r
 echo "" >> "$SUMMARY"
 echo "| stage | exit | seconds | output |" >> "$SUMMARY"
 echo "|---|---|---|---|" >> "$SUMMARY"
+
+BUDGET=${GPU_CHECK_BUDGET_S:-480}   # the whole run; a stage gets min(its limit, what is left), >= 30 s
+left() {
+  local rest=$(( BUDGET - ($(date +%s) - T0) ))
+  [ $rest -lt 30 ] && rest=30
+  [ $rest -lt $1 ] && echo $rest || echo $1
+}
 
 stage() {  # stage NAME LIMIT_S OUTPUT_NOTE -- command...
   local name=$1 limit=$2 note=$3; shift 4
@@ -104,30 +113,33 @@ if [ $DRY -eq 1 ]; then
   stage notebook 60 "notebook.log (parsed only)" -- \
     $PY -c "import ast; ast.parse(open('notebooks/10_gpu.py').read()); print('notebooks/10_gpu.py parses')"
 else
-  # ---- 2. GPU tests (CuPy parameters, precision, fused kernels) -------------------------------
-  stage gpu-tests 120 "gpu_tests.log, gpu_tests.xml" -- \
-    $PY -m pytest -m gpu tests/ -q -p no:cacheprovider -rs --junitxml="$OUT/gpu_tests.xml"
+  # ---- 2. GPU tests: mixed precision, batched GEMM, fused kernels first --------------------------
+  stage gpu-precision $(left 100) "gpu-precision.log, gpu_precision.xml" -- \
+    $PY -m pytest -m gpu tests/test_precision.py tests/test_fused.py -q -p no:cacheprovider -rs \
+      --junitxml="$OUT/gpu_precision.xml"
   # ---- 3. benchmarks --------------------------------------------------------------------------
-  stage bench 150 "bench/results.md" -- \
+  stage bench $(left 150) "bench/results.md" -- \
     $PY benchmarks/gpu_bench.py --precision fp16 --configs base,xxlarge --steps 5 --budget-s 110 \
       --out "$OUT/bench"
-  if [ $(( $(date +%s) - T0 )) -lt 270 ]; then
-    stage bench-bf16 60 "bench_bf16/results.md" -- \
-      $PY benchmarks/gpu_bench.py --precision bf16 --configs base --impl minialbert,torch --steps 5 \
-        --budget-s 40 --out "$OUT/bench_bf16"
-  fi
   # ---- 4. a 2-minute pretraining run (SIGINT at the limit saves a checkpoint) -------------------
-  stage pretrain 120 "pretrain/metrics.jsonl" -- \
+  stage pretrain $(left 120) "pretrain/metrics.jsonl" -- \
     $PY -m minialbert pretrain --device gpu --precision fp16 --preset albert-base-v2 --include-numpy \
       --vocab-size 8000 --seq-len 128 --batch-size 64 --steps 3000 --warmup 100 --lr 5e-4 \
       --log-every 20 --checkpoint-every 500 --no-progress --out "$OUT/pretrain" --overwrite
-  # ---- 5. notebook 10 at GPU scale --------------------------------------------------------------
-  stage notebook 60 "notebook.log" -- \
+  # ---- 5. the other GPU tests: the CuPy parameters of the whole suite ---------------------------
+  stage gpu-tests $(left 120) "gpu-tests.log, gpu_tests.xml" -- \
+    $PY -m pytest -m gpu tests/ -q -p no:cacheprovider -rs --deselect tests/test_precision.py \
+      --deselect tests/test_fused.py --junitxml="$OUT/gpu_tests.xml"
+  # ---- 6. notebook 10 at GPU scale --------------------------------------------------------------
+  stage notebook $(left 60) "notebook.log" -- \
     env MINIALBERT_NB_SCALE=gpu $PY notebooks/10_gpu.py
-  # ---- 6. the rest of the suite -----------------------------------------------------------------
-  LEFT=$(( 480 - ($(date +%s) - T0) ))
-  [ $LEFT -lt 60 ] && LEFT=60
-  stage suite $LEFT "suite.log, suite.xml" -- \
+  # ---- 7. bf16 benchmark of base, and the rest of the suite, with what is left --------------------
+  if [ $(( $(date +%s) - T0 )) -lt 400 ]; then
+    stage bench-bf16 $(left 50) "bench_bf16/results.md" -- \
+      $PY benchmarks/gpu_bench.py --precision bf16 --configs base --impl minialbert,torch --steps 5 \
+        --budget-s 35 --out "$OUT/bench_bf16"
+  fi
+  stage suite $(left 600) "suite.log, suite.xml" -- \
     $PY -m pytest -m "not gpu and not slow" tests/ -q -p no:cacheprovider $XDIST --junitxml="$OUT/suite.xml"
 fi
 
@@ -139,7 +151,7 @@ done
 if [ -f "$OUT/pretrain/metrics.jsonl" ]; then
   { echo ""; echo "pretraining: first and last metrics records"; head -n 1 "$OUT/pretrain/metrics.jsonl"; tail -n 1 "$OUT/pretrain/metrics.jsonl"; } >> "$SUMMARY"
 fi
-for log in gpu-tests suite; do
+for log in gpu-precision gpu-tests suite; do
   [ -f "$OUT/$log.log" ] && { echo ""; echo "$log: $(tail -n 1 "$OUT/$log.log")"; } >> "$SUMMARY"
 done
 cat "$SUMMARY"
