@@ -126,6 +126,29 @@ def bench_torch(cfg, batch, steps, precision, device, compile_=False, attn="sdpa
     return {"step_s": t, "first_step_s": first, "peak_memory_bytes": peak}
 
 
+def write_results(out: Path, results: dict, show: bool = False) -> None:
+    """results.json and results.md under ``out`` (rewritten after every row: a run cut short
+    by its time limit keeps what it measured)."""
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    lines = [f"# {results['device']}, {results['precision']}, CuPy {results['cupy']}, PyTorch {results['torch']}; "
+             f"measured matmul peak {results['measured_peak_tflops']:.0f} TFLOP/s, datasheet "
+             f"{results['datasheet_peak_tflops']:.0f}",
+             f"# command: {results['command']}", "",
+             "| model | B | T | implementation | step s | tokens/s | MFU (measured peak) | MFU (datasheet) | peak memory GiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        if "step_s" in r:
+            lines.append(f"| {r['preset']} | {r['B']} | {r['T']} | {r['impl']} | {r['step_s']:.4f} | "
+                         f"{r['tokens_per_s']:.0f} | {100 * r['mfu_measured_peak']:.1f}% | "
+                         f"{100 * r['mfu_datasheet']:.1f}% | {r['peak_memory_bytes'] / 2 ** 30:.2f} |")
+        else:
+            lines.append(f"| {r['preset']} | {r['B']} | {r['T']} | {r['impl']} | "
+                         f"{r.get('skipped') or r.get('error', '?')[:120]} | | | | |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    if show:
+        print("\n".join(lines))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/gpu_bench")
@@ -182,7 +205,10 @@ def main(argv=None):
     except Exception:                                   # noqa: BLE001
         results["cupy"] = None
 
-    for name in names:
+    # every eager row first, torch.compile last: compiling takes tens of seconds
+    plan = [(name, impl) for impl in impls if impl != "torch-compile" for name in names] + \
+           [(name, impl) for impl in impls if impl == "torch-compile" for name in names]
+    for name, impl in plan:
         preset, B, T = CONFIGS[name]
         if args.dry_run:
             preset, B, T = "tiny", 2, 16
@@ -191,53 +217,37 @@ def main(argv=None):
         masked = max(1, args.masked * T // 128) if not args.dry_run else 2
         batch = make_batch(B, T, cfg.vocab_size, masked)
         flops = M.train_flops(cfg, B, T, n_predictions=B * masked)
-        for impl in impls:
-            row = {"config": name, "preset": preset, "B": B, "T": T, "impl": impl}
-            if impl == "torch-compile" and (args.dry_run or name not in args.compile_configs.split(",")):
-                row["skipped"] = "dry run" if args.dry_run else "--compile-configs"
-                results["rows"].append(row)
-                continue
-            if time.perf_counter() - t_start > args.budget_s:
-                row["skipped"] = f"time budget ({args.budget_s:.0f} s) spent"
-                results["rows"].append(row)
-                continue
-            t0 = time.perf_counter()
-            try:
-                if impl == "minialbert":
-                    r = bench_minialbert(cfg, batch, steps, args.precision, device)
-                elif impl in ("torch", "torch-compile"):
-                    r = bench_torch(cfg, batch, steps, args.precision, device,
-                                    compile_=impl == "torch-compile", attn=args.attn)
-                else:
-                    raise ValueError(f"unknown --impl {impl!r}")
-                r["tokens_per_s"] = B * T / r["step_s"]
-                r["mfu_measured_peak"] = flops / r["step_s"] / peak
-                r["mfu_datasheet"] = flops / r["step_s"] / (DATASHEET_TFLOPS[args.precision] * 1e12)
-                row.update(r)
-            except Exception as e:                      # noqa: BLE001  (record, go on)
-                row["error"] = f"{type(e).__name__}: {e}"
-                row["traceback"] = traceback.format_exc(limit=8)
-            row["wall_s"] = time.perf_counter() - t0
+        row = {"config": name, "preset": preset, "B": B, "T": T, "impl": impl}
+        if impl == "torch-compile" and (args.dry_run or name not in args.compile_configs.split(",")):
+            row["skipped"] = "dry run" if args.dry_run else "--compile-configs"
             results["rows"].append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
+            continue
+        if time.perf_counter() - t_start > args.budget_s:
+            row["skipped"] = f"time budget ({args.budget_s:.0f} s) spent"
+            results["rows"].append(row)
+            continue
+        t0 = time.perf_counter()
+        try:
+            if impl == "minialbert":
+                r = bench_minialbert(cfg, batch, steps, args.precision, device)
+            elif impl in ("torch", "torch-compile"):
+                r = bench_torch(cfg, batch, steps, args.precision, device,
+                                compile_=impl == "torch-compile", attn=args.attn)
+            else:
+                raise ValueError(f"unknown --impl {impl!r}")
+            r["tokens_per_s"] = B * T / r["step_s"]
+            r["mfu_measured_peak"] = flops / r["step_s"] / peak
+            r["mfu_datasheet"] = flops / r["step_s"] / (DATASHEET_TFLOPS[args.precision] * 1e12)
+            row.update(r)
+        except Exception as e:                      # noqa: BLE001  (record, go on)
+            row["error"] = f"{type(e).__name__}: {e}"
+            row["traceback"] = traceback.format_exc(limit=8)
+        row["wall_s"] = time.perf_counter() - t0
+        results["rows"].append(row)
+        write_results(out, results)
+        print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
 
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    lines = [f"# {results['device']}, {args.precision}, CuPy {results['cupy']}, PyTorch {results['torch']}; "
-             f"measured matmul peak {results['measured_peak_tflops']:.0f} TFLOP/s, datasheet "
-             f"{results['datasheet_peak_tflops']:.0f}",
-             f"# command: {results['command']}", "",
-             "| model | B | T | implementation | step s | tokens/s | MFU (measured peak) | MFU (datasheet) | peak memory GiB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in results["rows"]:
-        if "step_s" in r:
-            lines.append(f"| {r['preset']} | {r['B']} | {r['T']} | {r['impl']} | {r['step_s']:.4f} | "
-                         f"{r['tokens_per_s']:.0f} | {100 * r['mfu_measured_peak']:.1f}% | "
-                         f"{100 * r['mfu_datasheet']:.1f}% | {r['peak_memory_bytes'] / 2 ** 30:.2f} |")
-        else:
-            lines.append(f"| {r['preset']} | {r['B']} | {r['T']} | {r['impl']} | "
-                         f"{r.get('skipped') or r.get('error', '?')[:120]} | | | | |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(out, results, show=True)
     return 0 if all("error" not in r for r in results["rows"]) else 1
 
 
