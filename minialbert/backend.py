@@ -341,10 +341,10 @@ def batched_matmul(a, b):
     return _cublas_batched_gemm(a, b)
 
 
-def _gemm_operand(x):
+def _gemm_operand(x, xp):
     """(array, transposed?) with each matrix of ``x`` stored densely, either row-major (N) or
-    as the transpose of a row-major matrix (T), and the batch axes one uniform stride apart."""
-    cp = _cupy
+    as the transpose of a row-major matrix (T), and the batch axes one uniform stride apart;
+    anything else is copied to C order first."""
     *lead, R, C = x.shape
     isz = x.dtype.itemsize
     s = x.strides
@@ -354,7 +354,28 @@ def _gemm_operand(x):
             return x, False
         if s[-2] == isz and s[-1] == R * isz:
             return x, True
-    return cp.ascontiguousarray(x), False
+    return xp.ascontiguousarray(x), False
+
+
+def _gemm_plan(a, b, xp):
+    """The arguments of one column-major ``cublasGemmStridedBatchedEx`` that computes the
+    row-major ``a @ b`` over the batch axes: (first operand, second operand, dict of ints).
+
+    cuBLAS is column-major: a row-major C (M x N) is the column-major C^T (N x M), so it
+    computes C^T = op(B)^T op(A)^T: the operands swap, and cuBLAS gets N and M in that order.
+    A row-major (M x K) matrix read column-major is its transpose, leading dimension K (op N);
+    a transposed view of a row-major (K x M) matrix is read with op T and leading dimension M.
+    tests/test_precision.py checks these arguments on the CPU against a NumPy model of the
+    column-major routine."""
+    lead = a.shape[:-2]
+    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    a, ta = _gemm_operand(a, xp)
+    b, tb = _gemm_operand(b, xp)
+    args = dict(transa=1 if tb else 0, transb=1 if ta else 0, m=N, n=M, k=K,
+                lda=K if tb else N, strideA=K * N,          # cuBLAS's A is our b
+                ldb=M if ta else K, strideB=M * K,          # cuBLAS's B is our a
+                ldc=N, strideC=M * N, batch=int(np.prod(lead)) if lead else 1)
+    return b, a, args
 
 
 def _cublas_batched_gemm(a, b):
@@ -365,33 +386,23 @@ def _cublas_batched_gemm(a, b):
         raise ValueError(f"batched_matmul: shapes {tuple(a.shape)} @ {tuple(b.shape)} do not match")
     from cupy.cuda import cublas  # noqa: PLC0415  (this module is the only one that touches CuPy)
 
-    lead = a.shape[:-2]
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
-    batch = int(np.prod(lead)) if lead else 1
-    a, ta = _gemm_operand(a)
-    b, tb = _gemm_operand(b)
-    out = cp.empty((*lead, M, N), dtype=a.dtype)
-    if batch == 0 or M == 0 or N == 0:
+    out = cp.empty((*a.shape[:-2], M, N), dtype=a.dtype)
+    if out.size == 0:
         return out
     if K == 0:
         out[...] = 0
         return out
+    first, second, g = _gemm_plan(a, b, cp)
     dt = _CUDA_R[a.dtype.name]
-    # cuBLAS is column-major: a row-major C (M x N) is the column-major C^T (N x M), so compute
-    # C^T = op(B)^T op(A)^T, i.e. swap the operands and give cuBLAS N and M in that order.
-    # A row-major (M x K) matrix read column-major is its transpose with leading dimension K
-    # (op N); a transposed view of a row-major (K x M) matrix is read with op T, ld M.
-    lda = M if ta else K
-    ldb = K if tb else N
-    one = np.array(1.0, dtype=np.float32)
-    zero = np.array(0.0, dtype=np.float32)
-    handle = cp.cuda.device.get_cublas_handle()
+    one = np.array(1.0, dtype=np.float32)          # host scalars (pointer mode host), float32:
+    zero = np.array(0.0, dtype=np.float32)         # the compute type's
     cublas.gemmStridedBatchedEx(
-        handle, 1 if tb else 0, 1 if ta else 0, N, M, K,
-        one.ctypes.data, b.data.ptr, dt, ldb, K * N,
-        a.data.ptr, dt, lda, M * K,
-        zero.ctypes.data, out.data.ptr, dt, N, M * N,
-        batch, _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
+        cp.cuda.device.get_cublas_handle(), g["transa"], g["transb"], g["m"], g["n"], g["k"],
+        one.ctypes.data, first.data.ptr, dt, g["lda"], g["strideA"],
+        second.data.ptr, dt, g["ldb"], g["strideB"],
+        zero.ctypes.data, out.data.ptr, dt, g["ldc"], g["strideC"],
+        g["batch"], _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
     return out
 
 

@@ -111,6 +111,58 @@ def test_resolve_bf16():
     assert resolve_precision("bf16").compute_dtype == _bf16()
 
 
+def _column_major_gemm_strided_batched(transa, transb, m, n, k, A, lda, strideA, B, ldb, strideB,
+                                       ldc, strideC, batch):
+    """A NumPy model of cublasGemmStridedBatchedEx (alpha 1, beta 0) on raw memory: element
+    (r, c) of a column-major matrix with leading dimension ld sits at r + c * ld."""
+    def mat(buf, off, rows, cols, ld):
+        return np.array([[buf[off + r + c * ld] for c in range(cols)] for r in range(rows)])
+
+    C = np.zeros(batch * strideC)
+    for i in range(batch):
+        opA = mat(A, i * strideA, k, m, lda).T if transa else mat(A, i * strideA, m, k, lda)   # m x k
+        opB = mat(B, i * strideB, n, k, ldb).T if transb else mat(B, i * strideB, k, n, ldb)   # k x n
+        Ci = opA @ opB
+        for r in range(m):
+            for c in range(n):
+                C[i * strideC + r + c * ldc] = Ci[r, c]
+    return C
+
+
+def _raw(x):
+    """The memory of x from its first element on, in address order (as cuBLAS sees it)."""
+    span = 1 + sum((d - 1) * st // x.itemsize for d, st in zip(x.shape, x.strides))
+    return np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(x.itemsize,))
+
+
+def test_strided_batched_gemm_arguments_compute_a_at_b():
+    """The GPU's batched GEMM cannot run here, but its arguments can be checked: fed to a NumPy
+    model of the column-major cuBLAS routine, they give a @ b, for plain and transposed operands
+    (the attention products: q k^T, P v, and the backward's transposes), batched and 2-D."""
+    r = np.random.default_rng(5)
+    M, K, N = 3, 4, 5
+    for lead in ((), (2,), (2, 3)):
+        a = r.standard_normal((*lead, M, K))
+        b = r.standard_normal((*lead, K, N))
+        aT = np.ascontiguousarray(a.swapaxes(-1, -2)).swapaxes(-1, -2)     # transposed views
+        bT = np.ascontiguousarray(b.swapaxes(-1, -2)).swapaxes(-1, -2)
+        for x, y in ((a, b), (aT, b), (a, bT), (aT, bT), (a[..., :, :], b[..., ::1, :])):
+            first, second, g = backend._gemm_plan(x, y, np)
+            C = _column_major_gemm_strided_batched(
+                g["transa"], g["transb"], g["m"], g["n"], g["k"], _raw(first), g["lda"], g["strideA"],
+                _raw(second), g["ldb"], g["strideB"], g["ldc"], g["strideC"], g["batch"])
+            np.testing.assert_allclose(C.reshape(*lead, M, N), x @ y, rtol=1e-12, atol=1e-12)
+    # a view that is neither layout (a head split of (B, T, NH, HS)) is copied, then planned
+    v = r.standard_normal((2, 6, 3, 4)).transpose(0, 2, 1, 3)          # (B, NH, T, HS) view
+    w = r.standard_normal((2, 3, 4, 6))
+    first, second, g = backend._gemm_plan(v, w, np)
+    assert second.flags.c_contiguous and g["batch"] == 6
+    C = _column_major_gemm_strided_batched(g["transa"], g["transb"], g["m"], g["n"], g["k"], _raw(first),
+                                           g["lda"], g["strideA"], _raw(second), g["ldb"], g["strideB"],
+                                           g["ldc"], g["strideC"], g["batch"])
+    np.testing.assert_allclose(C.reshape(2, 3, 6, 6), v @ w, rtol=1e-12, atol=1e-12)
+
+
 def test_matmul_bfloat16_on_cpu():
     bf = _bf16()
     r = np.random.default_rng(1)
