@@ -14,14 +14,14 @@
 from __future__ import annotations
 
 import ast
-import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import sitebuild  # tests/sitebuild.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -60,25 +60,17 @@ def _refs(page: Path) -> set[str]:
 @pytest.mark.skipif(shutil.which("mkdocs") is None and
                     not (Path(sys.executable).parent / "mkdocs").exists(),
                     reason="mkdocs is not installed (pip install -e '.[docs]')")
-def test_site_builds_strictly(tmp_path):
+def test_site_builds_strictly():
     pytest.importorskip("mkdocstrings")
     pytest.importorskip("mkdocs_jupyter")
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{log}"
-    warnings = [line for line in log.splitlines() if line.lstrip().startswith(("WARNING", "ERROR"))]
-    assert not warnings, "\n".join(warnings)
-    api_layers = tmp_path / "site" / "api" / "layers" / "index.html"
+    # mkdocs build --strict, no warning (shared with tests/test_browser.py: built once)
+    site = sitebuild.build_site(with_outputs=False).root
+    api_layers = site / "api" / "layers" / "index.html"
     assert api_layers.exists()
     # math in a raw docstring (layernorm_backward's $$...$$) reaches MathJax through arithmatex
     assert 'class="arithmatex"' in api_layers.read_text(encoding="utf-8"), \
         "the API reference renders no math: is pymdownx.arithmatex (generic) still configured?"
     # offline: every script a page loads is the site's own (no CDN), MathJax included
-    site = tmp_path / "site"
     assert (site / "javascripts" / "mathjax" / "tex-mml-chtml.js").is_file(), \
         "MathJax is not shipped with the site (mkdocs_hooks.py copies it from django-static-mathjax)"
     outside = sorted({f"{page.relative_to(site)}: {src}" for page in site.rglob("*.html")
