@@ -92,6 +92,18 @@ def save_checkpoint(directory, model_state, config_dict: Optional[Mapping] = Non
             raise ValueError(f"files: {name!r} must be a plain file name other than {RESERVED}")
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ValueError(f"files[{name!r}] must be bytes, got {type(data).__name__}")
+    if "spiece.model" in files and "tokenizer_config.json" not in files:
+        # a checkpoint with its tokenizer loads in transformers as any ALBERT directory does
+        # (AutoTokenizer, pipeline): add tokenizer_config.json, tokenizer.json, ... (hf.py)
+        from .hf import tokenizer_files  # noqa: PLC0415
+        from .tokenizer import Tokenizer  # noqa: PLC0415
+        max_len = getattr(getattr(model_state, "config", None), "max_position_embeddings", None)
+        try:
+            tok = Tokenizer(bytes(files["spiece.model"]))
+        except (ValueError, TypeError, ImportError):
+            tok = None          # stored as given: files= is a generic store of bytes
+        if tok is not None:
+            files = {**files, **{k: v for k, v in tokenizer_files(tok, max_len).items() if k not in files}}
     is_model = not isinstance(model_state, Mapping)
     if is_model and optimizer_state is None and hasattr(config_dict, "state_dict"):
         # the short form save_checkpoint(directory, model, optimizer, ...)

@@ -253,7 +253,7 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
     spiece.model), metrics.jsonl and eval_results.json into ``cfg.out``.
     Returns the final evaluation metrics."""
     from . import optim  # noqa: PLC0415
-    from .hf import from_pretrained  # noqa: PLC0415
+    from .hf import from_pretrained, save_tokenizer  # noqa: PLC0415
     from .train import make_optimizer  # noqa: PLC0415
 
     cfg.validate()
@@ -347,7 +347,7 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
             bar.close()
         mlog.close()
     model.to("cpu").save_pretrained(out)
-    tok.save(out / "spiece.model")
+    save_tokenizer(tok, out, model.config.max_position_embeddings)   # spiece.model + HF tokenizer files
     preds = res.pop("_predictions", None)
     if preds is not None:
         (out / "predictions.json").write_text(json.dumps(preds, indent=1))
