@@ -173,6 +173,7 @@ assert P_m[1, :, :, 4:].max() == 0.0
 # Rows are query positions, columns are keys. With random weights the pattern is noise,
 # but the mask is plain to see: the padded columns of the second sequence are exactly zero
 # (and the padded *rows* still attend to the real tokens: their outputs are ignored later).
+# The attention maps of a *trained* model, on a real sentence, are in notebook 8.
 
 # %%
 fig, axes = plt.subplots(B, NH, figsize=(2.6 * NH, 2.4 * B), squeeze=False)

@@ -55,9 +55,17 @@ print("encoder parameter blocks:", sorted({k.split(".")[1] + "." + k.split(".")[
 # %% [markdown]
 # ## The loop, by hand
 #
-# `albert_layer_forward/backward` is one post-LN layer (notebook 5). Sharing is nothing
-# but passing the same parameter dicts `pa, pf` at every depth, and the same gradient
-# buffers `ga, gf` to every backward.
+# `albert_layer_forward/backward` is one post-LN layer: notebook 5 ends by checking that it
+# equals the layer built there by hand. Its parameters come as two dicts, as in HF's
+# `AlbertLayer`: `pa`, the attention block (`query`, `key`, `value`, `dense`, and the first
+# LayerNorm), and `pf`, the feed-forward block (`ffn`, `ffn_output` and the second
+# LayerNorm). The model stores them as `encoder.attention.0.*` and `encoder.ffn.0.*`; two
+# dicts rather than one so that Table 4 below can share one block and not the other.
+# The other arguments: `mask_add=None` (no padding), `rng=None` (no random stream: no
+# dropout) and `training=False`.
+#
+# Sharing is nothing but passing the same parameter dicts `pa, pf` at every depth, and the
+# same gradient buffers `ga, gf` to every backward.
 
 # %%
 p = model.params
@@ -71,7 +79,7 @@ h0 = rng.standard_normal((B, T, H))
 def shared_forward(h):
     caches = []
     for i in range(L):                                   # same pa, pf at every depth
-        h, _, c = albert_layer_forward(h, pa, pf, cfg, None, None, False)
+        h, _, c = albert_layer_forward(h, pa, pf, cfg, mask_add=None, rng=None, training=False)
         caches.append(c)
     return h, caches
 
@@ -110,14 +118,20 @@ for name, (x, g) in checks.items():
 
 # %% [markdown]
 # Each depth contributes its own piece, of its own size and direction: the norm of the sum
-# is smaller than the sum of the norms, because the pieces partly cancel.
+# is smaller than the sum of the norms, because the pieces partly cancel. What an unshared
+# stack (BERT) would contribute to the *global* gradient norm, the one that global-norm
+# clipping (`optim.clip_grad_norm`) looks at, is $\sqrt{\sum_i \lVert g_i\rVert^2}$; the shared
+# sum can be larger or smaller than that, depending on how aligned the pieces are.
+# (LAMB does not see the difference: its update $m/\sqrt{v}$ is unchanged when a tensor's
+# gradient is scaled, and its trust ratio uses the update's norm, not the gradient's.)
 
 # %%
 plt.figure(figsize=(5, 3))
 plt.bar(range(1, L + 1), [np.linalg.norm(d) for d in per_depth])
 plt.axhline(np.linalg.norm(ga["query.weight"]), color="C3", ls="--", label="norm of the sum")
 norms = [np.linalg.norm(d) for d in per_depth]
-print(f"sum of the norms {sum(norms):.2f} >= norm of the sum {np.linalg.norm(ga['query.weight']):.2f}")
+print(f"sum of the norms {sum(norms):.2f} >= norm of the sum {np.linalg.norm(ga['query.weight']):.2f}; "
+      f"an unshared stack's sqrt(sum of squared norms) {np.sqrt(sum(n * n for n in norms)):.2f}")
 plt.xticks(range(1, L + 1)); plt.xlabel("depth i"); plt.ylabel("‖dℓ/dW_q at depth i‖"); plt.legend()
 plt.title("The shared query weight's gradient, depth by depth"); plt.show()
 

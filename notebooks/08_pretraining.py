@@ -168,6 +168,90 @@ for text in ("return the [MASK] of the list.", "raise a [MASK] if the value is i
         print(f"   {name:6s}", [(p["token"], round(p["score"], 3)) for p in preds])
 
 # %% [markdown]
+# ## Attention maps of the trained model
+#
+# Notebook 4 drew the attention of random weights. Here is what the model just trained
+# attends to: the probabilities $P$ of every head at the first and the last application of
+# the shared layer, on one sentence (rows: queries, columns: keys). After a short run on a
+# tiny model, expect structure rather than meaning: heads that look at the token itself,
+# at a neighbour, or at `[CLS]`/`[SEP]`.
+
+# %%
+tok = minialbert.Tokenizer(out_dir / "spiece.model")
+sentence = "return the sum of the values in the list."
+ids_s = [2] + tok.encode(sentence) + [3]                    # [CLS] ... [SEP]
+labels_s = ["[CLS]"] + tok.id_to_piece(ids_s[1:-1]) + ["[SEP]"]
+enc = trained.eval().forward(np.array([ids_s]), output_attentions=True)
+att = enc.attentions                                        # one (1, NH, T, T) per application
+NHt = trained.config.num_attention_heads
+shown = (0, len(att) - 1)
+fig, axes = plt.subplots(len(shown), NHt, figsize=(2.7 * NHt, 2.8 * len(shown)), squeeze=False)
+for row, depth in enumerate(shown):
+    for head in range(NHt):
+        ax = axes[row, head]
+        ax.imshow(np.asarray(att[depth][0, head]), vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(f"application {depth + 1}, head {head + 1}", fontsize=8)
+        ax.set_xticks(range(len(labels_s))); ax.set_xticklabels(labels_s, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels_s))); ax.set_yticklabels(labels_s, fontsize=6)
+plt.tight_layout(); plt.show()
+rows_sum = np.asarray(att[-1][0]).sum(-1)
+print(f"{len(att)} applications x {NHt} heads; every row sums to 1: max |sum - 1| = {np.abs(rows_sum - 1).max():.1e}")
+
+# %% [markdown]
+# ## LAMB at work: the trust ratios over a run
+#
+# LAMB scales each tensor's Adam-style update $u$ by its own trust ratio
+# $r = \lVert w\rVert / \lVert u\rVert$, so every adapted tensor moves by exactly
+# $\eta\,\lVert w\rVert$ per step: a *relative* step, whatever the gradient's size. We run
+# the same pretraining with `optimizer="lamb"` and record $r$ for a few tensors at every
+# step. The `before_update` hook of `pretrain` sees the step's gradients just before the
+# optimiser; the ratio is recomputed from them with moments kept beside the optimiser's
+# (the hand-written LAMB above, checked against the library). LayerNorm parameters and
+# biases are excluded: their ratio is 1.
+
+# %%
+LAMB_STEPS = STEPS
+watch = ["embeddings.word_embeddings.weight", "encoder.embedding_hidden_mapping_in.weight",
+         "encoder.attention.0.query.weight", "encoder.ffn.0.ffn.weight",
+         "encoder.ffn.0.ffn_output.weight", "pooler.weight"]
+shadow, ratios = {}, {k: [] for k in watch}
+
+
+def record_trust_ratio(step, model, b1=0.9, b2=0.999, eps=1e-6, wd=0.01):
+    for k in watch:
+        w, g = np.asarray(model.params[k], dtype=np.float64), np.asarray(model.grads[k], dtype=np.float64)
+        m_, v_ = shadow.setdefault(k, (np.zeros_like(w), np.zeros_like(w)))
+        m_[...] = b1 * m_ + (1 - b1) * g
+        v_[...] = b2 * v_ + (1 - b2) * g * g
+        u = m_ / (np.sqrt(v_) + eps) + wd * w
+        ratios[k].append(np.linalg.norm(w) / np.linalg.norm(u))
+
+
+lamb_dir = out_dir.parent / "run-lamb"
+lamb_cfg = PretrainConfig(preset=PRESET, steps=LAMB_STEPS, warmup=max(1, LAMB_STEPS // 8), device=DEVICE,
+                          out=str(lamb_dir), log_every=max(1, LAMB_STEPS // 20), checkpoint_every=LAMB_STEPS,
+                          progress=False, optimizer="lamb", lr=5e-3)
+pretrain(lamb_cfg, log=lambda *a, **k: None, hooks={"before_update": record_trust_ratio})
+plt.figure(figsize=(6.5, 3.4))
+for k in watch:
+    plt.semilogy(range(1, len(ratios[k]) + 1), ratios[k], label=k.replace("encoder.", ""))
+plt.xlabel("optimiser step"); plt.ylabel("trust ratio |w| / |u|")
+plt.title("LAMB: one step size per tensor"); plt.legend(fontsize=7); plt.grid(alpha=0.3, which="both")
+plt.show()
+for k in watch:
+    print(f"{k:45s} first {ratios[k][0]:.3g}, last {ratios[k][-1]:.3g}")
+
+# %% [markdown]
+# At the first step every ratio is about (the weights' initial scale) / (the size of
+# $u$'s entries): $0.02 / 3.16 \approx 0.006$, because without bias correction $u_1$ has
+# entries of size $(1-\beta_1)/\sqrt{1-\beta_2} = 3.16$ (see *Training → Optimisers*).
+# The printout shows 0.0065 to 0.04. Then the ratios move apart, each on its own path:
+# the run above ends with them spread over almost three orders of magnitude. A single
+# learning rate for all tensors, as in Adam, would give each of them the same step
+# *size*; LAMB gives each the same step *relative to its norm*, $\eta\,\lVert w\rVert$,
+# which is what lets ALBERT train with batches of 4096 at a high learning rate.
+
+# %% [markdown]
 # ## Check: our LAMB step is the library's, and the loss fell
 
 # %%
