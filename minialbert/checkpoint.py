@@ -33,8 +33,14 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
 
+from . import hf_format
 from .backend import to_device, to_numpy
+from .config import AlbertConfig
+from .hf_tokenizer import tokenizer_files
+from .tokenizer import Tokenizer
 
 FORMAT = "minialbert-checkpoint"
 VERSION = 1
@@ -94,9 +100,7 @@ def save_checkpoint(directory, model_state, config_dict: Optional[Mapping] = Non
             raise ValueError(f"files[{name!r}] must be bytes, got {type(data).__name__}")
     if "spiece.model" in files and "tokenizer_config.json" not in files:
         # a checkpoint with its tokenizer loads in transformers as any ALBERT directory does
-        # (AutoTokenizer, pipeline): add tokenizer_config.json, tokenizer.json, ... (hf.py)
-        from .hf import tokenizer_files  # noqa: PLC0415
-        from .tokenizer import Tokenizer  # noqa: PLC0415
+        # (AutoTokenizer, pipeline): add tokenizer_config.json, tokenizer.json, ... (hf_tokenizer.py)
         max_len = getattr(getattr(model_state, "config", None), "max_position_embeddings", None)
         try:
             tok = Tokenizer(bytes(files["spiece.model"]))
@@ -150,8 +154,7 @@ def save_checkpoint(directory, model_state, config_dict: Optional[Mapping] = Non
                 if not isinstance(k, str):
                     raise ValueError(f"model_state keys must be strings, got {k!r}")
                 tensors[k] = _c_order(a)
-            from safetensors.numpy import save  # noqa: PLC0415
-            written[MODEL_FILE] = _write(tmp / MODEL_FILE, save(tensors, metadata={"format": "pt"}))
+            written[MODEL_FILE] = _write(tmp / MODEL_FILE, st_save(tensors, metadata={"format": "pt"}))
             written[CONFIG_FILE] = _write(tmp / CONFIG_FILE,
                                           (json.dumps(_to_json(dict(config_dict), "config_dict"), indent=2)
                                            + "\n").encode())
@@ -300,7 +303,6 @@ def load_checkpoint(directory, model=None, optimizer=None, rng=None) -> dict:
         warnings.warn(f"{target} is missing; a save was interrupted mid-swap, loading the previous "
                       f"checkpoint {found}", stacklevel=2)
     data = verify_checkpoint(found)
-    from safetensors.numpy import load as st_load  # noqa: PLC0415
     try:
         config = json.loads(data[CONFIG_FILE])
     except ValueError as e:
@@ -340,8 +342,6 @@ def load_checkpoint(directory, model=None, optimizer=None, rng=None) -> dict:
 def restore_model(model, config: Mapping, model_state: Mapping, where="checkpoint") -> None:
     """Put saved parameters into ``model`` exactly (no dtype cast), after checking that the
     saved config and dtype are the model's. Raises ValueError naming the difference."""
-    from .config import AlbertConfig  # noqa: PLC0415
-    from . import hf  # noqa: PLC0415
     saved = AlbertConfig.from_dict(config).to_dict()
     mine = model.config.to_dict()
     diff = [k for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k)]
@@ -352,9 +352,9 @@ def restore_model(model, config: Mapping, model_state: Mapping, where="checkpoin
     if dtypes != {model.dtype.name}:
         raise ValueError(f"{where} holds {sorted(dtypes)} arrays but the model is {model.dtype.name}: "
                          "build the model with the checkpoint's dtype to resume exactly")
-    if any(k.startswith(hf.NATIVE_PREFIX) for k in model_state):
+    if any(k.startswith(hf_format.NATIVE_PREFIX) for k in model_state):
         # sharing "attention"/"ffn": minialbert's own names (HF has no layout for them)
-        n = len(hf.NATIVE_PREFIX)
+        n = len(hf_format.NATIVE_PREFIX)
         have = {k[n:]: v for k, v in model_state.items()}
         if set(have) != set(model.params):
             raise ValueError(f"{where}: parameters {sorted(set(have) ^ set(model.params))[:5]} "
@@ -367,7 +367,7 @@ def restore_model(model, config: Mapping, model_state: Mapping, where="checkpoin
             model.params[k] = to_device(np.array(v, copy=True), model.device)
         return
     # HF names; same dtype (checked above), so load_hf_state_dict's astype copies exactly
-    _, unexpected = hf.load_hf_state_dict(model, model_state, strict_head=True)
+    _, unexpected = hf_format.load_hf_state_dict(model, model_state, strict_head=True)
     if unexpected:
         raise ValueError(f"{where} holds tensors the {type(model).__name__} does not have: {unexpected[:5]}")
 
@@ -379,7 +379,6 @@ def restore_model(model, config: Mapping, model_state: Mapping, where="checkpoin
 def _pack_tree(tree: Mapping, what: str) -> bytes:
     """Arrays anywhere in a nested dict become safetensors tensors keyed by their path
     ("m/encoder.ffn.0.ffn.weight"); the rest of the tree is JSON in the metadata."""
-    from safetensors.numpy import save  # noqa: PLC0415
     tensors = {}
 
     def walk(node, path):
@@ -396,13 +395,12 @@ def _pack_tree(tree: Mapping, what: str) -> bytes:
         return _to_json(node, f"{what}[{path}]")
 
     skeleton = walk(tree, "")
-    return save(tensors, metadata={"format": "np", "minialbert.tree": json.dumps(skeleton)})
+    return st_save(tensors, metadata={"format": "np", "minialbert.tree": json.dumps(skeleton)})
 
 
 def _unpack_tree(raw: bytes, where: Path):
-    from safetensors.numpy import load  # noqa: PLC0415
     try:
-        tensors = load(raw)
+        tensors = st_load(raw)
         n = int.from_bytes(raw[:8], "little")
         meta = json.loads(raw[8:8 + n]).get("__metadata__") or {}
         skeleton = json.loads(meta["minialbert.tree"])

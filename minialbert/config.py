@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from .layers.activations import ACTIVATIONS
+
 SHARING_MODES = ("all", "attention", "ffn", "none")
 MAX_SIZE = 2**31 - 1            # any one size: ids and positions are int32 in shards and batches
 MAX_PARAMETERS = 2**34          # 17.2e9: 64 GiB of float32 weights, 80x albert-xxlarge (223M)
@@ -116,7 +118,6 @@ class AlbertConfig:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
                 raise ValueError(f"AlbertConfig.{name} must be in [0, 1), got {v!r}")
-        from .layers.activations import ACTIVATIONS  # noqa: PLC0415  (layers never import config)
         if not isinstance(self.hidden_act, str) or self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"AlbertConfig.hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
         if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int):
@@ -140,11 +141,6 @@ class AlbertConfig:
                              f"max_position_embeddings={self.max_position_embeddings}")
 
     # -- derived sizes ----------------------------------------------------------------
-    @property
-    def head_size(self) -> int:
-        """HS = H // NH."""
-        return self.hidden_size // self.num_attention_heads
-
     @property
     def effective_groups(self) -> int:
         """G as used by the encoder: num_hidden_groups, or L for sharing="none"."""

@@ -24,6 +24,11 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from .backend import get_array_module, to_numpy
+from .data.shards import ShardLoader, read_manifest
+from .finetune import resolve_model_dir
+from .heads import AlbertForMaskedLM, AlbertForPreTraining
+from .hf import from_pretrained
+from .tokenizer import Tokenizer
 
 EVAL_FORMAT = "minialbert-eval"
 
@@ -110,8 +115,6 @@ def evaluate_batches(model, batches: Iterable[dict]) -> EvalCounts:
 
 def shard_batches(data_dir, batch_size: int = 64, max_examples: Optional[int] = None):
     """The examples of a shard folder, in file order, as padded batches (at most max_examples)."""
-    from .data.shards import ShardLoader  # noqa: PLC0415
-
     loader = ShardLoader(data_dir, batch_size=batch_size, shuffle=False, epochs=1)
     seen = 0
     for b in loader:
@@ -138,8 +141,6 @@ def eval_record(counts: EvalCounts) -> dict:
 
 def check_data_dir(path, arg: str = "--data") -> dict:
     """The manifest of a complete shard folder, or a clear error naming ``arg``."""
-    from .data.shards import read_manifest  # noqa: PLC0415
-
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{arg}: no such directory: {p}")
@@ -155,11 +156,6 @@ def load_model(path, arg: str = "CHECKPOINT", device: str = "cpu"):
     """(model, model_dir, tokenizer hash or None) from a run directory, its checkpoint/,
     or an HF ALBERT directory. The model class is the one the checkpoint was saved as
     (AlbertForPreTraining has a sentence head, AlbertForMaskedLM has none)."""
-    from .finetune import resolve_model_dir  # noqa: PLC0415
-    from .heads import AlbertForMaskedLM, AlbertForPreTraining  # noqa: PLC0415
-    from .hf import from_pretrained  # noqa: PLC0415
-    from .tokenizer import Tokenizer  # noqa: PLC0415
-
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{arg}: no such file or directory: {p}")

@@ -43,6 +43,16 @@ from typing import Callable, Optional
 import numpy as np
 
 from .evaluation import evaluate_on, load_model, stderr, write_json_atomic
+from .backend import check_device, to_numpy
+from .config import AlbertConfig, PRESETS, count_parameters
+from .data.corpus import load_default_corpus
+from .data.heldout import HELDOUT_DIR, split_documents
+from .data.shards import build_shards
+from .evaluation import shard_batches
+from .metrics import read_metrics
+from .tokenizer import Tokenizer
+from .train import PretrainConfig, pretrain
+from .checkpoint import find_checkpoint
 
 EXPERIMENTS = ("sentence-task", "sharing", "embedding", "smoothness")
 FORMAT = "minialbert-experiment"
@@ -84,10 +94,6 @@ QUICK = dict(steps=2, batch_size=8, seq_len=32, vocab_size=400, dupe_factor=1, h
 def make_settings(name: str, preset: Optional[str] = None, steps: Optional[int] = None,
                   device: str = "cpu", quick: bool = False, seed: int = 0) -> Settings:
     """Validate the command's options and return the budget (nothing is written)."""
-    from .backend import check_device  # noqa: PLC0415
-    from .config import AlbertConfig, PRESETS  # noqa: PLC0415
-    from .train import PretrainConfig  # noqa: PLC0415
-
     if name not in EXPERIMENTS:
         raise ValueError(f"NAME: unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     if preset is not None and preset not in PRESETS:
@@ -165,8 +171,6 @@ DATA_FIELDS = ("seq_len", "vocab_size", "dupe_factor", "heldout_fraction", "max_
 
 
 def _corpus():
-    from .data.corpus import load_default_corpus  # noqa: PLC0415
-
     if "docs" not in _CORPUS:                            # parsed once per process
         _CORPUS["docs"] = load_default_corpus()
     return _CORPUS["docs"]
@@ -176,10 +180,6 @@ def prepare_data(s: Settings, data_dir: Path, tasks, log=print) -> dict:
     """Tokenizer + training shards for each task in ``tasks`` + held-out SOP and NSP shards,
     all from one document split. Returns {"tokenizer": path, task: dir, "heldout-sop": dir,
     "heldout-nsp": dir, "documents": (train, heldout)}."""
-    from .data.heldout import HELDOUT_DIR, split_documents  # noqa: PLC0415
-    from .data.shards import build_shards  # noqa: PLC0415
-    from .tokenizer import Tokenizer  # noqa: PLC0415
-
     t0 = time.perf_counter()
     want = {k: getattr(s, k) for k in DATA_FIELDS}
     stamp = data_dir / "settings.json"
@@ -235,8 +235,6 @@ class Run:
 
 
 def _pretrain_config(s: Settings, run: Run, data: dict, out: Path):
-    from .train import PretrainConfig  # noqa: PLC0415
-
     kw = dict(preset=s.preset, data=data[run.sentence_task], tokenizer=data["tokenizer"],
               seq_len=s.seq_len, batch_size=s.batch_size, steps=s.steps,
               warmup=min(PretrainConfig().warmup, max(0, s.steps // 10)),
@@ -258,9 +256,6 @@ def _pretrain_config(s: Settings, run: Run, data: dict, out: Path):
 
 
 def train_run(s: Settings, run: Run, data: dict, runs_dir: Path, log=print) -> Run:
-    from .metrics import read_metrics  # noqa: PLC0415
-    from .train import pretrain  # noqa: PLC0415
-
     out = runs_dir / run.name
     cfg = _pretrain_config(s, run, data, out)
     t0 = time.perf_counter()
@@ -288,8 +283,6 @@ def train_run(s: Settings, run: Run, data: dict, runs_dir: Path, log=print) -> R
 def _finished_step(out: Path, cfg) -> Optional[int]:
     """The checkpointed step of an earlier run in ``out`` with the same settings (None: no
     such run; a run with other settings is an error, never overwritten)."""
-    from .checkpoint import find_checkpoint  # noqa: PLC0415
-
     f = out / "run.json"
     if not f.is_file():
         if out.exists() and any(out.iterdir()):
@@ -366,7 +359,6 @@ def _sharing(s, data, runs_dir, log):
 
 
 def _E(s):
-    from .config import AlbertConfig  # noqa: PLC0415
     return AlbertConfig.from_preset(s.preset).embedding_size
 
 
@@ -393,8 +385,6 @@ def layer_transitions(model, batches) -> dict:
     of ||h_out - h_in||_2 and of cos(h_in, h_out), h_in = hidden_states[l] (the input of
     layer l; [0] is the projected embedding), h_out = hidden_states[l + 1].
     Returns {"l2_distance": [L floats], "cosine_similarity": [L floats]}."""
-    from .backend import to_numpy  # noqa: PLC0415
-
     was_training = model.training
     model.eval()
     l2 = cos = None
@@ -418,8 +408,6 @@ def layer_transitions(model, batches) -> dict:
 
 
 def _smoothness(s, data, runs_dir, log):
-    from .evaluation import shard_batches  # noqa: PLC0415
-
     out = []
     for name, sharing in (("shared", "all"), ("not-shared", "none")):
         r = evaluate_run(s, train_run(s, Run(name=name, sharing=sharing), data, runs_dir, log), data,
@@ -453,7 +441,6 @@ def run_experiment(name: str, out, preset: Optional[str] = None, steps: Optional
         if prev.get("experiment") != name:
             raise ValueError(f"--resume: {out} holds the {prev.get('experiment')!r} experiment, not {name!r}")
     if s.embedding_sizes:
-        from .train import PretrainConfig  # noqa: PLC0415
         if "embedding_size" not in PretrainConfig.__dataclass_fields__:
             raise RuntimeError("the embedding experiment needs pretrain's embedding_size option")
     if out.is_dir() and not resume:
@@ -512,8 +499,6 @@ def _save(fig, path: Path) -> str:
 
 def _curves(ax, runs, key, label):
     """Held-out curves from each run's metrics.jsonl (records carrying ``key``)."""
-    from .metrics import read_metrics  # noqa: PLC0415
-
     drawn = False
     for r in runs:
         pts = [(m["step"], m[key]) for m in read_metrics(Path(r["checkpoint"]) / "metrics.jsonl")
@@ -694,8 +679,6 @@ def _report_sentence_task(results, record):
 
 
 def _report_sharing(results, record):
-    from .config import AlbertConfig, count_parameters  # noqa: PLC0415
-
     lines = _header(results, record)
     lines += ["| sharing | params | s/step | MLM acc | SOP acc | paper params (E=128) | ours at ALBERT-base, E=128 |",
               "|---|---|---|---|---|---|---|"]

@@ -97,14 +97,14 @@ def demo_task(per_class: int = 400, seed: int = 0, packages=DEMO_PACKAGES) -> T.
     Python's own sources (so the exact sentences depend on the Python version)."""
     import sysconfig  # noqa: PLC0415
 
-    from .data.corpus import _docs_of_source, default_corpus_files  # noqa: PLC0415
+    from .data.corpus import default_corpus_files, docs_of_source  # noqa: PLC0415
 
     root = Path(sysconfig.get_paths()["stdlib"])
     by_pkg = {p: [] for p in packages}
     for f in default_corpus_files(include_numpy=False):
         top = f.relative_to(root).parts[0].removesuffix(".py")
         if top in by_pkg:
-            for doc in _docs_of_source(f.read_text(encoding="utf-8"), str(f)):
+            for doc in docs_of_source(f.read_text(encoding="utf-8"), str(f)):
                 by_pkg[top].extend(s for s in doc if len(s.split()) >= 4)
     rng = np.random.default_rng(seed)
     rows = []

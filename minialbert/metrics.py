@@ -19,7 +19,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import string
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -174,7 +177,7 @@ PLOTS = (
 def plot_metrics(records, out_dir, prefix: str = "") -> list[str]:
     """Write one PNG per group of curves (loss, accuracy, lr, throughput) into ``out_dir``.
     Returns the paths written. Uses matplotlib's Agg backend (no display needed)."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib  # noqa: PLC0415  (slow to import; only the plots need it)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -309,9 +312,6 @@ def regression_metrics(preds, labels) -> dict:
 def normalize_answer(s: str) -> str:
     """SQuAD v1.1 evaluation normalisation: lower case, drop punctuation and the articles
     a/an/the, collapse whitespace."""
-    import re  # noqa: PLC0415
-    import string  # noqa: PLC0415
-
     s = s.lower()
     s = "".join(ch for ch in s if ch not in set(string.punctuation))
     s = re.sub(r"\b(a|an|the)\b", " ", s)
@@ -324,8 +324,6 @@ def squad_exact(prediction: str, truth: str) -> float:
 
 def squad_f1(prediction: str, truth: str) -> float:
     """Token-overlap F1 after normalisation (the official SQuAD script)."""
-    from collections import Counter  # noqa: PLC0415
-
     p, t = normalize_answer(prediction).split(), normalize_answer(truth).split()
     if not p or not t:  # SQuAD 2.0: both empty (no answer) counts as a match
         return float(p == t)

@@ -29,8 +29,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import hf_format
 from .backend import Random, check_device, device_of, get_array_module, resolve_dtype, to_device
-from .config import AlbertConfig, count_parameters
+from .config import AlbertConfig
+from .precision import activate, cast_params, resolve_precision
 from .layers import (ATTENTION_PARAMS, FFN_PARAMS, IGNORE_INDEX, attention_backward, attention_forward,
                      dropout_backward, dropout_forward, embedding_backward, embedding_forward,
                      feedforward_backward, feedforward_forward, layernorm_backward,
@@ -213,16 +215,11 @@ class AlbertPreTrainedModel:
         """Distinct trainable scalars (the tied decoder weight is the word embedding, counted once)."""
         return int(sum(int(v.size) for v in self.params.values()))
 
-    def expected_num_parameters(self) -> int:
-        return count_parameters(self.config, head=self.head)
-
     def set_precision(self, precision="fp32"):
         """Run the arithmetic in 'fp32' (default), 'fp16', 'bf16' or 'tf32' (GPU only): the
         parameters, gradients and optimiser state stay in ``self.dtype`` (float32 masters);
         fp16/bf16 forwards read a cast copy of them and store activations in the low
         precision (minialbert/precision.py). Returns self."""
-        from .precision import activate, resolve_precision  # noqa: PLC0415
-
         prec = resolve_precision(precision, device="gpu", arg="precision")
         if prec.mixed and self.dtype != np.float32:
             raise ValueError(f"precision={prec.name!r} keeps float32 master weights: the model's dtype must "
@@ -237,8 +234,6 @@ class AlbertPreTrainedModel:
         """The parameters as the forward reads them: ``self.params`` itself in fp32, a view that
         casts each one to the compute dtype on first use in fp16/bf16 (fresh for every call,
         so it always reflects the latest update)."""
-        from .precision import cast_params  # noqa: PLC0415
-
         if self.compute_dtype == self.dtype:
             return self.params
         return cast_params(self.params, self.compute_dtype)
@@ -269,8 +264,6 @@ class AlbertPreTrainedModel:
         self.device = device
         self._tape = None
         if device == "gpu":
-            from .precision import activate  # noqa: PLC0415
-
             activate(self.precision, device)      # tf32: CuPy's TF32 mode before the first matmul
         return self
 
@@ -496,9 +489,8 @@ class AlbertPreTrainedModel:
 
     # -- saving ----------------------------------------------------------------------
     def save_pretrained(self, path):
-        """Write ``config.json`` + ``model.safetensors`` that ``transformers`` loads (see hf.py)."""
-        from .hf import save_pretrained  # noqa: PLC0415  (hf.py imports the model classes)
-        return save_pretrained(self, path)
+        """Write ``config.json`` + ``model.safetensors`` that ``transformers`` loads (see hf_format.py)."""
+        return hf_format.save_pretrained(self, path)
 
     def __repr__(self):
         c = self.config

@@ -60,7 +60,8 @@ from typing import Iterable, Mapping, Optional
 
 import numpy as np
 
-from .backend import get_array_module, to_device, to_numpy, device_of
+from .backend import device_of, get_array_module, to_device, to_numpy
+from .config import AlbertConfig
 
 #: ALBERT's ``exclude_from_weight_decay`` (and, by default, from LAMB's trust ratio).
 EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
@@ -445,8 +446,6 @@ def parameter_depths(param_names: Iterable[str], config) -> dict:
     distinct attention / FFN blocks (``num_attention_blocks``, ``num_ffn_blocks``).
     Returns: {name: int}.
     """
-    from .config import AlbertConfig  # noqa: PLC0415  (optim does not need the model otherwise)
-
     if isinstance(config, Mapping):
         config = AlbertConfig.from_dict(config)
     if not isinstance(config, AlbertConfig):

@@ -37,7 +37,7 @@ from typing import Optional
 
 import numpy as np
 
-from .backend import bfloat16_dtype, enable_tf32
+from .backend import bfloat16_dtype, enable_tf32, get_array_module
 
 PRECISIONS = ("fp32", "fp16", "bf16", "tf32")
 
@@ -164,8 +164,6 @@ class DynamicLossScaler:
 
         One finiteness test for the whole set: the sum of squares is inf or NaN exactly when
         some entry is (or the gradients are beyond 1e19, which a clipped run never sees)."""
-        from .backend import get_array_module  # noqa: PLC0415
-
         arrays = list(grads.values())
         if not arrays:
             raise ValueError("grads is empty: nothing to unscale")

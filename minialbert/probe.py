@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from .backend import to_numpy
+from .cli.fill_mask import encode_masked
 
 _WORD = re.compile(r"^[A-Za-z]{2,}$")
 
@@ -48,9 +50,6 @@ def probe_sentences(documents, tokenizer, n: int = 6, seed: int = 0, min_words: 
 
 def probe(model, tokenizer, texts, top_k: int = 5) -> list[list[tuple[float, str]]]:
     """Top-k (probability, piece) for the first ``[MASK]`` of each text, dropout off."""
-    from .cli.fill_mask import encode_masked  # noqa: PLC0415
-    from .backend import to_numpy  # noqa: PLC0415
-
     was_training = getattr(model, "training", False)
     model.eval()
     res = []

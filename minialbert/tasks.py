@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tokenizer import truncate_longest_first
+
 IGNORE_INDEX = -100
 TASK_KINDS = ("sequence_classification", "regression", "token_classification", "question_answering")
 
@@ -344,8 +346,6 @@ def _special_ids(tok):
 def encode_pair(tok, ids_a, ids_b, max_length):
     """[CLS] A [SEP] (B [SEP]) cut to ``max_length`` longest-first, with the tokenizer's own
     template and truncation (HF's rules). Returns (input_ids, token_type_ids) lists."""
-    from .tokenizer import truncate_longest_first  # noqa: PLC0415
-
     budget = max_length - (3 if ids_b is not None else 2)
     if budget < 1:
         raise ValueError(f"max_length={max_length} leaves no room for text")

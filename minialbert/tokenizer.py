@@ -19,10 +19,13 @@ import io
 import os
 import re
 import unicodedata
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from .data.corpus import iter_text_files, read_text_file
 
 try:  # imported lazily-ish: a clear message beats an ImportError deep in a call
     import sentencepiece as spm
@@ -82,8 +85,6 @@ def _iter_training_lines(texts, lowercase: bool):
         texts = [Path(texts)]
     for item in texts:
         if isinstance(item, os.PathLike):
-            from .data.corpus import iter_text_files, read_text_file
-
             for f in iter_text_files(item):
                 for line in read_text_file(f).splitlines():
                     line = preprocess_text(line, lowercase)
@@ -201,7 +202,6 @@ class Tokenizer:
                 raise ValueError(f"texts: {what}; SentencePiece trains on none of them. Split the text into "
                                  f"lines or sentences (minialbert tokenizer train --split sentences), or raise "
                                  f"max_sentence_length")
-            import warnings  # noqa: PLC0415
             warnings.warn(f"texts: {what}; SentencePiece skips them", stacklevel=2)
         writer = io.BytesIO()
         kwargs = dict(

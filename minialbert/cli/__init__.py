@@ -1,26 +1,23 @@
 """The ``minialbert`` command: one subcommand per module of this package.
 
-Each module listed in ``COMMANDS`` defines ``register(subparsers)``, which adds its
+Each module in ``COMMAND_MODULES`` defines ``register(subparsers)``, which adds its
 subcommand and sets ``func`` (called with the parsed arguments; returns an exit code).
 """
 from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import sys
+import warnings
 
-# module name (inside minialbert.cli) for each subcommand group, in help order
-COMMANDS = [
-    "tokenizer",
-    "data",
-    "pretrain",
-    "finetune",
-    "fill_mask",
-    "grade",
-    "eval",
-    "experiment",
-]
+from .. import distributed
+from . import data, experiment, fill_mask, finetune, grade, pretrain, tokenizer
+from . import eval as eval_command      # (a plain "eval" would shadow the builtin here)
+
+# the module (inside minialbert.cli) of each subcommand group, in help order
+COMMAND_MODULES = {"tokenizer": tokenizer, "data": data, "pretrain": pretrain, "finetune": finetune,
+                   "fill_mask": fill_mask, "grade": grade, "eval": eval_command, "experiment": experiment}
+COMMANDS = list(COMMAND_MODULES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "pretraining, fine-tuning, fill-mask, held-out evaluation and the paper's experiments.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"minialbert.cli.{name}").register(sub)
+    for module in COMMAND_MODULES.values():
+        module.register(sub)
     return parser
 
 
@@ -58,7 +55,6 @@ def _warning_line(message, category, filename, lineno, line=None):
 
 
 def main(argv=None) -> int:
-    import warnings  # noqa: PLC0415
     before, warnings.formatwarning = warnings.formatwarning, _warning_line   # one line, no source
     try:
         return _main(argv)
@@ -72,8 +68,6 @@ def _main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .. import distributed  # noqa: PLC0415  (mpi4py only under an MPI launcher)
-
     command = f"minialbert {args.command}"
     # under mpiexec, a rank that fails aborts every rank (the others would wait for it forever)
     with distributed.abort_on_failure(command):

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-from .tokenizer import HelpFormatter, _corpus_args, load_corpus
+import numpy as np
+
+from ..data.corpus import load_default_corpus
+from ..data.heldout import HELDOUT_DIR, heldout_dir, split_documents
+from ..data.pretraining import SENTENCE_TASKS, check_data_args, create_pretraining_examples
+from ..data.shards import ShardLoader, build_shards
+from ..tokenizer import Tokenizer
+from .common import HelpFormatter, corpus_args, load_corpus
 
 
 def _build(args) -> int:
-    from ..data.shards import build_shards
-    from ..tokenizer import Tokenizer
-
-    from ..data.heldout import HELDOUT_DIR, heldout_dir, split_documents
-    from ..data.pretraining import check_data_args
-
     out = Path(args.output)
     check_data_args(args.max_seq_length, args.sentence_task, args.masked_lm_prob, args.max_predictions_per_seq,
                     args.max_ngram, args.short_seq_prob, args.dupe_factor, args.max_position_embeddings)
@@ -61,8 +64,6 @@ def _build(args) -> int:
 
 
 def _inspect(args) -> int:
-    from ..data.shards import ShardLoader
-
     loader = ShardLoader(args.directory, batch_size=max(1, args.examples), shuffle=False, epochs=1)
     m = loader.manifest
     summary = {k: m[k] for k in ("config", "seed", "tokenizer", "corpus", "num_examples", "num_tokens",
@@ -72,7 +73,6 @@ def _inspect(args) -> int:
     if args.examples:
         tok = None
         if args.tokenizer:
-            from ..tokenizer import Tokenizer
             tok = Tokenizer(args.tokenizer)
         b = next(loader)
         for r in range(len(b["input_ids"])):
@@ -84,15 +84,6 @@ def _inspect(args) -> int:
 
 
 def _bench(args) -> int:
-    import time
-
-    import numpy as np
-
-    from ..data.corpus import load_default_corpus
-    from ..data.pretraining import create_pretraining_examples
-    from ..data.shards import build_shards
-    from ..tokenizer import Tokenizer
-
     base = load_default_corpus()
     size = sum(len(s) + 1 for d in base for s in d)
     # repeat the embedded corpus, each copy in another document order, up to --megabytes
@@ -113,7 +104,6 @@ def _bench(args) -> int:
     print(f"create_pretraining_examples (1 process, tokenizing included): {len(ex)} examples, {n} tokens "
           f"in {dt:.2f} s = {n / dt:,.0f} tokens/s")
     if args.workers != 1:
-        import tempfile
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
             m = build_shards(docs, tok, d, max_seq_length=args.max_seq_length, num_workers=args.workers)
@@ -134,7 +124,7 @@ def register(subparsers) -> None:
                                    "padded .npz shards. Every file is written atomically and manifest.json "
                                    "last, so an interrupted build never looks complete. The result depends "
                                    "on --seed and --docs-per-shard only, not on --workers.")
-    _corpus_args(b)
+    corpus_args(b)
     b.add_argument("--output", "-o", required=True, help="folder for the shards and manifest.json")
     b.add_argument("--tokenizer", "-t", default=None,
                    help="SentencePiece model to use (default: train one with --vocab-size and save it "
@@ -147,7 +137,7 @@ def register(subparsers) -> None:
                    help="the model's position table size; --max-seq-length may not exceed it "
                         "(default: no check)")
     b.add_argument("--seed", type=int, default=0, help="seed of the one random stream behind every choice")
-    b.add_argument("--sentence-task", choices=("sop", "nsp", "none"), default="sop",
+    b.add_argument("--sentence-task", choices=SENTENCE_TASKS, default="sop",
                    help="sop: consecutive segments swapped half the time (label 1 = swapped); nsp: B from a "
                         "random document half the time (label 1 = random); none: one segment")
     b.add_argument("--masked-lm-prob", type=float, default=0.15, help="share of tokens to predict")

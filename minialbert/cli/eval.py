@@ -3,6 +3,8 @@ and the sentence head's accuracy on every shard folder given (SOP or NSP pairs a
 from __future__ import annotations
 
 import argparse
+from ..backend import check_device
+from ..evaluation import check_json_out, evaluate_checkpoint, format_table, write_json_atomic
 
 HELP = "evaluate a pretrained model on held-out shards: MLM accuracy and SOP/NSP pair accuracy"
 
@@ -28,9 +30,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..backend import check_device  # noqa: PLC0415
-    from ..evaluation import check_json_out, evaluate_checkpoint, format_table, write_json_atomic  # noqa: PLC0415
-
     check_device(args.device)
     out = check_json_out(args.json) if args.json else None       # before any work
     report = evaluate_checkpoint(args.checkpoint, args.data, batch_size=args.batch_size,

@@ -4,13 +4,12 @@ from __future__ import annotations
 from .tokenizer import HelpFormatter
 import shlex
 import sys
+from ..experiments import DEFAULT_STEPS, EXPERIMENTS, main_log, run_experiment
 
 HELP = "reproduce one of the paper's ablations at small scale (Table 5, 4, 3 or Figure 1)"
 
 
 def register(subparsers) -> None:
-    from ..experiments import DEFAULT_STEPS, EXPERIMENTS  # noqa: PLC0415
-
     p = subparsers.add_parser(
         "experiment", help=HELP, description=HELP + ": " + "; ".join(
             f"{n} ({s} steps per run by default)" for n, s in DEFAULT_STEPS.items()) + ".",
@@ -38,8 +37,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..experiments import main_log, run_experiment  # noqa: PLC0415
-
     cmd = "minialbert " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["experiment"] \
         else None
     run_experiment(args.name, args.out, preset=args.preset, steps=args.steps, device=args.device,

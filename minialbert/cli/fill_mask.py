@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 
 import numpy as np
+
+from ..finetune import find_tokenizer, resolve_model_dir
+from ..heads import AlbertForMaskedLM
+from ..hf import from_pretrained
 
 HELP = "predict the [MASK] tokens of a text with a trained model"
 
@@ -50,12 +55,6 @@ def fill_mask(model_path, text: str, top_k: int = 5, tokenizer=None) -> list:
 
     Returns: one list per mask (in order) of dicts {"token": piece, "token_id", "score":
     probability, "sequence": the text with this mask filled in}."""
-    import warnings  # noqa: PLC0415
-
-    from ..finetune import find_tokenizer, resolve_model_dir  # noqa: PLC0415
-    from ..heads import AlbertForMaskedLM  # noqa: PLC0415
-    from ..hf import from_pretrained  # noqa: PLC0415
-
     if top_k < 1:
         raise ValueError(f"--top-k must be a positive integer, got {top_k}")
     model_dir = resolve_model_dir(model_path, arg="CHECKPOINT")

@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import inspect
+import json
 import os
 import re
 import sys
 import sysconfig
 from pathlib import Path
+from importlib.metadata import version as _dist_version
 from typing import Iterator
 
 _SENT_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])")
@@ -72,7 +75,7 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
-def _docs_of_source(source: str, filename: str) -> list[list[str]]:
+def docs_of_source(source: str, filename: str) -> list[list[str]]:
     """Documents of one Python file: the module's and one per class, in source order."""
     try:
         tree = ast.parse(source, filename=filename)
@@ -131,7 +134,6 @@ DEFAULT_PACKAGES = ("numpy", "scipy", "matplotlib")
 
 def _package_root(name: str) -> Path | None:
     try:
-        import importlib.util
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return None
@@ -169,8 +171,7 @@ def default_corpus_files(include_numpy: bool = True, packages=None) -> list[Path
 
 def _package_version(name: str) -> str:
     try:
-        from importlib.metadata import version
-        return version(name)
+        return _dist_version(name)
     except Exception:  # noqa: BLE001 - not installed, or no metadata: the files still key the cache
         return "?"
 
@@ -192,8 +193,6 @@ def load_default_corpus(include_numpy: bool = True, cache: bool = True, packages
     Returns: list of documents, each a list of sentence strings (stdlib alone: about
     1.1 MB of text; with the default packages about 6 MB).
     """
-    import json
-
     pkgs = _resolve_packages(include_numpy, packages)
     key = f"py{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}"
     for name in pkgs:
@@ -214,7 +213,7 @@ def load_default_corpus(include_numpy: bool = True, cache: bool = True, packages
             src = f.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        docs.extend(_docs_of_source(src, str(f)))
+        docs.extend(docs_of_source(src, str(f)))
     if cache:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -22,15 +22,20 @@ So the shards depend on the seed and the chunk size, never on the number of work
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import re
 import time
+import warnings
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from ..config import read_json_object
 from .corpus import corpus_hash
 from .pretraining import IGNORE_INDEX, check_data_args, create_pretraining_examples
 
@@ -136,10 +141,11 @@ def _atomic_write_text(path: Path, text: str) -> None:
 _WORKER_TOKENIZER = None
 
 
-def _init_worker(model_proto: bytes, lowercase: bool) -> None:
+def _init_worker(tokenizer_cls, model_proto: bytes, lowercase: bool) -> None:
+    # the class arrives from the caller: data/ never imports the tokenizer module (which
+    # reads its training text through data.corpus), so the two cannot import each other
     global _WORKER_TOKENIZER
-    from ..tokenizer import Tokenizer
-    _WORKER_TOKENIZER = Tokenizer(model_proto, lowercase=lowercase)
+    _WORKER_TOKENIZER = tokenizer_cls(model_proto, lowercase=lowercase)
 
 
 def _build_one(task) -> dict:
@@ -234,7 +240,6 @@ def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed:
     workers = max(1, min(workers, len(tasks)))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=len(tasks), unit="shard", desc="building shards")
     results = []
     if workers == 1:
@@ -248,14 +253,12 @@ def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed:
         finally:
             _WORKER_TOKENIZER = prev
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
         ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
         # a ProcessPoolExecutor, not a multiprocessing.Pool: a worker that dies (say, killed
         # for memory) raises BrokenProcessPool here instead of hanging the build forever, and
         # it feeds workers a few chunks at a time rather than queueing the whole corpus
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(tokenizer.model_proto, tokenizer.lowercase))
+                                   initargs=(type(tokenizer), tokenizer.model_proto, tokenizer.lowercase))
         try:
             for r in pool.map(_build_one, tasks):         # map keeps chunk order
                 results.append(r)
@@ -304,7 +307,6 @@ def _warn_long_sentences(documents, max_seq_length: int) -> None:
     limit = LONG_SENTENCE_CHARS_PER_TOKEN * max_seq_length
     long = [(len(s), i) for i, d in enumerate(documents) for s in d if len(s) > limit]
     if long:
-        import warnings  # noqa: PLC0415
         n, i = max(long)
         warnings.warn(f"documents: {len(long)} sentence(s) longer than {limit:,} characters (the longest: "
                       f"{n:,} characters, in document {i}); an example holds max_seq_length={max_seq_length} "
@@ -341,7 +343,6 @@ def read_manifest(data_dir) -> dict:
     if not m.is_file():
         raise ValueError(f"data_dir: {d} has no {MANIFEST}: the build is incomplete or was interrupted; "
                          f"run `minialbert data build` again")
-    from ..config import read_json_object  # noqa: PLC0415
     manifest = read_json_object(m, "shard manifest")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"data_dir: {m} is not a minialbert shard manifest")
