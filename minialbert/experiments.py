@@ -605,6 +605,7 @@ def _plot_smoothness(results, out: Path):
         axs[0].plot(layers, r["l2_distance"], marker="o", label=r["name"])
         axs[1].plot(layers, r["cosine_similarity"], marker="o", label=r["name"])
     for ax, yl in zip(axs, ("L2 distance (input, output)", "cosine similarity (input, output)")):
+        ax.set_xticks(np.arange(1, len(results["runs"][0]["l2_distance"]) + 1))
         ax.set_xlabel("layer")
         ax.set_ylabel(yl)
         ax.grid(alpha=0.3)
@@ -719,6 +720,9 @@ def _report_smoothness(results, record):
     for l in range(L):
         lines.append(f"| {l + 1} | " + " | ".join(f"{r['l2_distance'][l]:.3f} | {r['cosine_similarity'][l]:.3f}"
                                                  for r in runs) + " |")
+    lines += ["", "Held-out accuracy of the two models: " + "; ".join(
+        f"{r['name']} ({r['params']:,} parameters) MLM {_pct(r['eval']['mlm_accuracy'])}%, "
+        f"SOP {_pct(r['eval']['sop_accuracy'])}%" for r in runs) + "."]
     lines += ["", f"Mean over {runs[0]['tokens']} held-out tokens. Paper (Figure 1, ALBERT-large vs "
               "BERT-large, as the issue and `albert-spec.md` summarise it): ALBERT's layer-to-layer "
               "transitions are smoother than BERT's.", "", "![Figure 1](smoothness.png)"]
