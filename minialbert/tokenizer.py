@@ -14,6 +14,7 @@ ordinary pieces), so ``[CLS]``/``[SEP]``/``[MASK]`` are inserted as ids in code.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -238,8 +239,13 @@ class Tokenizer:
             path = path.with_name(path.name + ".model")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_bytes(self.model_proto)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(self.model_proto)
+            os.replace(tmp, path)
+        except OSError as e:                # a full disk, a read-only folder: name the target
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise OSError(e.errno, e.strerror, str(path)) from None
         return path
 
     # -- pieces and ids ----------------------------------------------------------------

@@ -409,3 +409,16 @@ def test_the_bad_input_catalogue_never_crashes():
     script = Path(__file__).parents[1] / "benchmarks" / "bad_inputs.py"
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and " 0 crash" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_tokenizer_save_on_a_full_disk_names_the_model_file(tok, tmp_path, monkeypatch, capsys):
+    import pathlib
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        real(self, data[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    with pytest.raises(OSError, match="No space left") as e:
+        tok.save(tmp_path / "sp")
+    assert e.value.filename == str(tmp_path / "sp.model") and os.listdir(tmp_path) == []
