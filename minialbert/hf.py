@@ -72,7 +72,10 @@ def from_pretrained(path, dtype="float32", model_class=None, **config_overrides)
     from a pretraining checkpoint: its new head keeps a fresh init, listed in
     ``model.missing_keys``); config_overrides: AlbertConfig fields (e.g. ``num_labels=3``).
     Returns: the model in eval mode, on the CPU. Checkpoint tensors unused by the class are
-    listed in ``model.unexpected_keys`` (HF warns about them too)."""
+    listed in ``model.unexpected_keys`` (HF warns about them too); tensors that no ALBERT class
+    has are warned about. A minialbert checkpoint (one with a ``manifest.json``) is verified
+    first (sizes and sha256 of every file). Unreadable or damaged files, and weights stored
+    with a non-float dtype, are a ValueError naming the file."""
     path = os.fspath(path)
     cfg_file, st_file = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
     if not os.path.isfile(cfg_file):
