@@ -12,61 +12,85 @@ from __future__ import annotations
 import codecs
 import json
 import math
-import shutil
+import sysconfig
 import time
+import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from . import metrics as M
-from . import tasks as T
 from .backend import Random, check_device, resolve_dtype, to_numpy
+from .config import AlbertConfig
+from .data.corpus import default_corpus_files, docs_of_source
+from .heads import (AlbertForQuestionAnswering, AlbertForSequenceClassification,
+                    AlbertForTokenClassification)
+from .hf import HF_TOKENIZER_FILES, from_pretrained, save_tokenizer
+from .layers import IGNORE_INDEX
+from .metrics import MetricsLog, classification_metrics, regression_metrics, squad_metrics
+from .optim import OPTIMIZER_NAMES, layerwise_lr_multipliers, lr_at, make_optimizer
+from .options import option
+from .rundir import RunDir, write_json_atomic
+from .step import RunningMetrics, TrainingDiverged, train_step
+from .tasks import (Task, load_qa_task, load_sequence_task, load_token_task, qa_features,
+                    qa_predictions, sequence_features, token_features)
+from .tokenizer import Tokenizer
 
 TASKS = ("demo", "classification", "regression", "token", "qa")
 TASK_KIND = {"classification": "sequence_classification", "regression": "regression",
              "token": "token_classification", "qa": "question_answering"}
 DEMO_PACKAGES = ("asyncio", "email", "logging", "xml")
+# what a fine-tuning run writes in --out (run.json records it; --overwrite removes only these)
+RUN_FILES = (*(f"{tmp}{n}{suffix}" for n in ("config.json", "model.safetensors", "spiece.model", *HF_TOKENIZER_FILES)
+               for tmp, suffix in (("", ""), (".", ".*"))),                # save_pretrained's temporaries
+             *(f"{n}{tmp}" for n in ("metrics.jsonl", "eval_results.json", "finetune_config.json",
+                                     "predictions.json") for tmp in ("", ".tmp*")))
 
 
 @dataclass
 class FinetuneConfig:
-    """Options of ``minialbert finetune`` (same names as the flags)."""
-    model: str = "runs/pretrain"         # run dir, checkpoint dir, or HF ALBERT directory
-    task: str = "demo"                   # demo | classification | regression | token | qa
-    train: Optional[str] = None          # training file (CSV/TSV/JSONL, CoNLL, SQuAD JSON)
-    eval: Optional[str] = None           # evaluation file (default: hold out 10% of train)
-    tokenizer: Optional[str] = None      # spiece.model (default: the one beside the model)
-    text_columns: Optional[str] = None   # "sentence1,sentence2"; default: GLUE names
-    label_column: Optional[str] = None   # default: label / labels / gold_label / score
-    encoding: str = "utf-8"              # text encoding of --train/--eval (e.g. latin-1, cp1252)
-    max_length: int = 128                # T
-    doc_stride: int = 64                 # QA: pieces between context windows
-    max_query_length: int = 32           # QA: question pieces kept
-    epochs: int = 3
-    batch_size: int = 16
-    lr: float = 1e-4
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    optimizer: str = "adamw"             # adamw (ALBERT's, as run_glue.sh), adamw-torch or lamb
-    layerwise_lr_decay: Optional[float] = None  # e.g. 0.8; None/1.0 = off
-    clip_norm: float = 1.0
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    out: str = "runs/finetune"
-    overwrite: bool = False
-    progress: bool = True
-    demo_per_class: int = 400            # demo task: sentences per package
+    """Options of ``minialbert finetune``: each field is the flag of the same name
+    (``max_length`` -> ``--max-length``), with the help text below."""
+    model: str = option("runs/pretrain", "pretraining run dir, checkpoint dir, or HF ALBERT dir")
+    task: str = option("demo", "demo | classification | regression | token | qa", choices=TASKS)
+    train: Optional[str] = option(None, "training data (CSV/TSV/JSONL, CoNLL, SQuAD JSON)", metavar="FILE")
+    eval: Optional[str] = option(None, "evaluation data (none: 10%% of --train held out)", metavar="FILE")
+    tokenizer: Optional[str] = option(None, "spiece.model (none: the one beside the model)", metavar="PATH")
+    text_columns: Optional[str] = option(None, 'e.g. "sentence1,sentence2" (none: GLUE names)')
+    label_column: Optional[str] = option(None, "none: label, labels, gold_label or score")
+    encoding: str = option("utf-8", "text encoding of --train/--eval (e.g. latin-1, cp1252)")
+    max_length: int = option(128, "tokens per example", metavar="T")
+    doc_stride: int = option(64, "QA: pieces between windows")
+    max_query_length: int = option(32, "QA: question pieces kept")
+    epochs: int = option(3, "passes over the training data")
+    batch_size: int = option(16, "examples per step")
+    lr: float = option(1e-4, "peak learning rate")
+    warmup_ratio: float = option(0.1, "linear warm-up over this fraction of the steps, then linear decay")
+    weight_decay: float = option(0.01, "decoupled, not on LayerNorm/bias")
+    optimizer: str = option("adamw", "adamw (ALBERT's, as run_glue.sh), adamw-torch or lamb",
+                            choices=OPTIMIZER_NAMES)
+    layerwise_lr_decay: Optional[float] = option(
+        None, "LR x X**depth from the top (heads 0, shared layer 1, embeddings 2 with sharing=all); "
+        "none or 1.0: off", metavar="X")
+    clip_norm: float = option(1.0, "global gradient-norm clip")
+    seed: int = option(0, "head init, data order, dropout")
+    device: str = option("cpu", "cpu or gpu (CuPy)", choices=("cpu", "gpu"))
+    dtype: str = option("float32", "parameter and activation dtype", choices=("float32", "float64"))
+    out: str = option("runs/finetune", "output directory", metavar="DIR")
+    overwrite: bool = option(False, "replace a fine-tuning run in --out (only what minialbert wrote there)")
+    progress: bool = option(True, "no progress bar", flag="--no-progress")
+    demo_per_class: int = option(400, "demo task: sentences per package (20%% held out)")
 
     def validate(self):
         if self.task not in TASKS:
             raise ValueError(f"--task: expected one of {TASKS}, got {self.task!r}")
         if self.task != "demo" and self.train is None:
             raise ValueError(f"--task {self.task} needs --train FILE")
-        if self.optimizer not in ("adamw", "adamw-torch", "lamb"):
-            raise ValueError(f"--optimizer: expected 'adamw', 'adamw-torch' or 'lamb', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise ValueError(f"--optimizer: expected one of {OPTIMIZER_NAMES}, got {self.optimizer!r}")
         check_device(self.device)
         resolve_dtype(self.dtype)
         try:
@@ -82,23 +106,27 @@ class FinetuneConfig:
             raise ValueError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.layerwise_lr_decay is not None and not 0 < self.layerwise_lr_decay <= 1:
             raise ValueError(f"--layerwise-lr-decay must be in (0, 1], got {self.layerwise_lr_decay}")
+        if not (self.clip_norm > 0 and math.isfinite(self.clip_norm)):
+            raise ValueError(f"--clip-norm must be a positive number, got {self.clip_norm}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
+        for name in ("train", "eval", "tokenizer"):
+            p = getattr(self, name)
+            if p is not None and not Path(p).exists():
+                raise FileNotFoundError(f"--{name}: no such file or directory: {p}")
 
 
 # --------------------------------------------------------------------------------------
 # the embedded demo task
 
 
-def demo_task(per_class: int = 400, seed: int = 0, packages=DEMO_PACKAGES) -> T.Task:
+def demo_task(per_class: int = 400, seed: int = 0, packages=DEMO_PACKAGES) -> Task:
     """Which standard-library package does this docstring sentence come from?
 
     Sentences of the docstrings of ``asyncio``, ``email``, ``logging`` and ``xml`` (the
     embedded corpus's four largest topical packages), ``per_class`` of each, shuffled with
     ``seed``; 20% held out for evaluation. Needs no download: it reads the installed
     Python's own sources (so the exact sentences depend on the Python version)."""
-    import sysconfig  # noqa: PLC0415
-
-    from .data.corpus import default_corpus_files, docs_of_source  # noqa: PLC0415
-
     root = Path(sysconfig.get_paths()["stdlib"])
     by_pkg = {p: [] for p in packages}
     for f in default_corpus_files(include_numpy=False):
@@ -116,7 +144,7 @@ def demo_task(per_class: int = 400, seed: int = 0, packages=DEMO_PACKAGES) -> T.
         rows += [{"text_a": sents[i], "text_b": None, "label": label} for i in pick]
     rows = [rows[i] for i in rng.permutation(len(rows))]
     n_eval = len(rows) // 5
-    return T.Task("sequence_classification", rows[n_eval:], rows[:n_eval], list(packages))
+    return Task("sequence_classification", rows[n_eval:], rows[:n_eval], list(packages))
 
 
 # --------------------------------------------------------------------------------------
@@ -137,8 +165,6 @@ def resolve_model_dir(path, arg: str = "--model") -> Path:
 
 
 def find_tokenizer(model_dir: Path, explicit=None):
-    from .tokenizer import Tokenizer  # noqa: PLC0415
-
     cands = [Path(explicit)] if explicit else [model_dir / "spiece.model", model_dir.parent / "spiece.model"]
     for c in cands:
         if c.is_file():
@@ -147,37 +173,40 @@ def find_tokenizer(model_dir: Path, explicit=None):
                             "(pass --tokenizer PATH/spiece.model)")
 
 
-def load_task(cfg: FinetuneConfig) -> T.Task:
+def load_task(cfg: FinetuneConfig) -> Task:
     if cfg.task == "demo":
         return demo_task(cfg.demo_per_class, cfg.seed)
     cols = cfg.text_columns.split(",") if cfg.text_columns else None
     if cfg.task in ("classification", "regression"):
-        return T.load_sequence_task(cfg.train, cfg.eval, cols, cfg.label_column,
-                                    regression=(cfg.task == "regression") or None, encoding=cfg.encoding)
+        return load_sequence_task(cfg.train, cfg.eval, cols, cfg.label_column,
+                                  regression=(cfg.task == "regression") or None, encoding=cfg.encoding)
     if cfg.task == "token":
-        return T.load_token_task(cfg.train, cfg.eval, encoding=cfg.encoding)
-    return T.load_qa_task(cfg.train, cfg.eval, encoding=cfg.encoding)
+        return load_token_task(cfg.train, cfg.eval, encoding=cfg.encoding)
+    return load_qa_task(cfg.train, cfg.eval, encoding=cfg.encoding)
 
 
-def build_features(task: T.Task, tok, cfg: FinetuneConfig):
+def build_features(task: Task, tok, cfg: FinetuneConfig):
     if task.kind in ("sequence_classification", "regression"):
         reg = task.kind == "regression"
-        return (T.sequence_features(task.train, tok, cfg.max_length, reg),
-                T.sequence_features(task.eval, tok, cfg.max_length, reg))
+        return (sequence_features(task.train, tok, cfg.max_length, reg),
+                sequence_features(task.eval, tok, cfg.max_length, reg))
     if task.kind == "token_classification":
-        return (T.token_features(task.train, tok, cfg.max_length),
-                T.token_features(task.eval, tok, cfg.max_length))
+        return (token_features(task.train, tok, cfg.max_length),
+                token_features(task.eval, tok, cfg.max_length))
     kw = dict(max_length=cfg.max_length, doc_stride=cfg.doc_stride, max_query_length=cfg.max_query_length)
-    return T.qa_features(task.train, tok, **kw), T.qa_features(task.eval, tok, **kw)
+    return qa_features(task.train, tok, **kw), qa_features(task.eval, tok, **kw)
+
+
+MODEL_CLASS = {"sequence_classification": AlbertForSequenceClassification,
+               "regression": AlbertForSequenceClassification,
+               "token_classification": AlbertForTokenClassification,
+               "question_answering": AlbertForQuestionAnswering}
+# heads whose size is the number of labels: a model fine-tuned for another count cannot load
+CLASSIFIER_ARCHITECTURES = ("AlbertForSequenceClassification", "AlbertForTokenClassification")
 
 
 def model_class(kind):
-    from . import heads  # noqa: PLC0415
-
-    return {"sequence_classification": heads.AlbertForSequenceClassification,
-            "regression": heads.AlbertForSequenceClassification,
-            "token_classification": heads.AlbertForTokenClassification,
-            "question_answering": heads.AlbertForQuestionAnswering}[kind]
+    return MODEL_CLASS[kind]
 
 
 # --------------------------------------------------------------------------------------
@@ -201,68 +230,87 @@ def _batch(feats, idx, kind):
     return b
 
 
-def evaluate(model, task: T.Task, feats, batch_size=64) -> dict:
+def evaluate(model, task: Task, feats, batch_size=64) -> dict:
     """Eval-mode predictions on ``feats`` and the task's metrics."""
     was = model.training
     model.eval()
     N = len(feats["input_ids"])
     outs, losses = [], []
-    for s in range(0, N, batch_size):
-        idx = np.arange(s, min(N, s + batch_size))
-        b = _batch(feats, idx, task.kind)
-        out = model.forward(**b)
-        losses.append(float(out.loss) * len(idx))
-        if task.kind == "question_answering":
-            pad = feats["input_ids"].shape[1] - b["input_ids"].shape[1]
-            st = np.pad(to_numpy(out.start_logits), ((0, 0), (0, pad)), constant_values=-1e9)
-            en = np.pad(to_numpy(out.end_logits), ((0, 0), (0, pad)), constant_values=-1e9)
-            outs.append((st, en))
-        else:
-            lg = to_numpy(out.logits)
-            if task.kind == "token_classification":
-                pad = feats["input_ids"].shape[1] - lg.shape[1]
-                lg = np.pad(lg, ((0, 0), (0, pad), (0, 0)))
-            outs.append(lg)
-    model._tape = None
+    with model.no_grad():
+        for s in range(0, N, batch_size):
+            idx = np.arange(s, min(N, s + batch_size))
+            b = _batch(feats, idx, task.kind)
+            out = model.forward(**b)
+            losses.append(float(out.loss) * len(idx))
+            if task.kind == "question_answering":
+                pad = feats["input_ids"].shape[1] - b["input_ids"].shape[1]
+                st = np.pad(to_numpy(out.start_logits), ((0, 0), (0, pad)), constant_values=-1e9)
+                en = np.pad(to_numpy(out.end_logits), ((0, 0), (0, pad)), constant_values=-1e9)
+                outs.append((st, en))
+            else:
+                lg = to_numpy(out.logits)
+                if task.kind == "token_classification":
+                    pad = feats["input_ids"].shape[1] - lg.shape[1]
+                    lg = np.pad(lg, ((0, 0), (0, pad), (0, 0)))
+                outs.append(lg)
     model.train(was)
     res = {"eval_loss": sum(losses) / N}
     if task.kind == "question_answering":
         st = np.concatenate([o[0] for o in outs])
         en = np.concatenate([o[1] for o in outs])
         null = any(not ex["answers"] for ex in task.eval)
-        preds = T.qa_predictions(task.eval, feats, st, en, null_answers=null)
+        preds = qa_predictions(task.eval, feats, st, en, null_answers=null)
         golds = {ex["id"]: [a["text"] for a in ex["answers"]] or [""] for ex in task.eval}
-        res.update(M.squad_metrics(preds, golds))
+        res.update(squad_metrics(preds, golds))
         res["_predictions"] = preds
     elif task.kind == "regression":
         pred = np.concatenate(outs).reshape(-1)
-        res.update(M.regression_metrics(pred, feats["labels"]))
+        res.update(regression_metrics(pred, feats["labels"]))
     elif task.kind == "token_classification":
         lg = np.concatenate(outs)
         lab = feats["labels"]
-        valid = lab != T.IGNORE_INDEX
-        res.update(M.classification_metrics(lg.argmax(-1)[valid], lab[valid], task.num_labels))
+        valid = lab != IGNORE_INDEX
+        res.update(classification_metrics(lg.argmax(-1)[valid], lab[valid], task.num_labels))
     else:
         pred = np.concatenate(outs).argmax(-1)
-        res.update(M.classification_metrics(pred, feats["labels"], task.num_labels))
+        res.update(classification_metrics(pred, feats["labels"], task.num_labels))
     return res
+
+
+def _load_model(model_dir: Path, task: Task, cfg: FinetuneConfig, tok):
+    """The pretrained model with this task's head (new, or the model's own when it fits)."""
+    saved = AlbertConfig.from_json_file(model_dir)
+    arch = (json.loads((model_dir / "config.json").read_text()).get("architectures") or [""])[0]
+    if (arch in CLASSIFIER_ARCHITECTURES and task.kind != "question_answering"
+            and saved.num_labels != task.num_labels):
+        raise ValueError(f"--model: {model_dir} already has a task head of another size than this "
+                         f"task's {task.num_labels} label(s) ({arch} with {saved.num_labels}); "
+                         "fine-tune from the pretraining checkpoint instead")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # "newly initialised head": expected here
+        model = from_pretrained(model_dir, dtype=cfg.dtype, model_class=model_class(task.kind),
+                                num_labels=task.num_labels)
+    if model.config.vocab_size != tok.vocab_size:
+        raise ValueError(f"the tokenizer has {tok.vocab_size} pieces but the model's vocab_size is "
+                         f"{model.config.vocab_size}: pass the model's own spiece.model with --tokenizer")
+    if cfg.max_length > model.config.max_position_embeddings:
+        raise ValueError(f"--max-length {cfg.max_length} exceeds the model's max_position_embeddings "
+                         f"{model.config.max_position_embeddings}")
+    return model
 
 
 def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
     """Fine-tune as configured; writes the model (config.json, model.safetensors,
-    spiece.model), metrics.jsonl and eval_results.json into ``cfg.out``.
-    Returns the final evaluation metrics."""
-    from . import optim  # noqa: PLC0415
-    from .hf import from_pretrained, save_tokenizer  # noqa: PLC0415
-    from .train import make_optimizer  # noqa: PLC0415
-
+    spiece.model and the HF tokenizer files), metrics.jsonl, eval_results.json and run.json
+    into ``cfg.out``. Returns the final evaluation metrics. Raises ValueError /
+    FileNotFoundError for bad options and inputs (nothing written), TrainingDiverged on a
+    NaN/inf loss."""
     cfg.validate()
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
-        raise ValueError(f"--out: {out} is not empty; pass --overwrite to replace it or choose another --out")
     model_dir = resolve_model_dir(cfg.model)
+    out = RunDir(cfg.out, RUN_FILES)
+    old_run = out.claim_new(cfg.overwrite, inputs=[model_dir, cfg.tokenizer, cfg.train, cfg.eval],
+                            not_a_run="holds no minialbert fine-tuning")   # raises, nothing written
+    # data and model
     tok = find_tokenizer(model_dir, cfg.tokenizer)
     task = load_task(cfg)
     train_f, eval_f = build_features(task, tok, cfg)
@@ -270,72 +318,45 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
     if cfg.batch_size > N:
         raise ValueError(f"--batch-size {cfg.batch_size} is larger than the data: only {N} training "
                          f"{'windows' if task.kind == 'question_answering' else 'examples'}")
-    import warnings  # noqa: PLC0415
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # "newly initialised head": expected here
-        try:
-            model = from_pretrained(model_dir, dtype=cfg.dtype, model_class=model_class(task.kind),
-                                    num_labels=task.num_labels)
-        except ValueError as e:
-            if "'classifier." not in str(e):
-                raise
-            # a fine-tuned model whose head was made for another number of labels
-            raise ValueError(f"--model: {model_dir} already has a task head of another size than this "
-                             f"task's {task.num_labels} label(s) ({e}); fine-tune from the pretraining "
-                             "checkpoint instead") from None
-    if model.config.vocab_size != tok.vocab_size:
-        raise ValueError(f"the tokenizer has {tok.vocab_size} pieces but the model's vocab_size is "
-                         f"{model.config.vocab_size}: pass the model's own spiece.model with --tokenizer")
-    if cfg.max_length > model.config.max_position_embeddings:
-        raise ValueError(f"--max-length {cfg.max_length} exceeds the model's max_position_embeddings "
-                         f"{model.config.max_position_embeddings}")
+    model = _load_model(model_dir, task, cfg, tok)
     if cfg.device != "cpu":
         model.to(cfg.device)
-    model.train()
     steps_per_epoch = N // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     warmup = int(round(cfg.warmup_ratio * total))
     mult = None
     if cfg.layerwise_lr_decay is not None and cfg.layerwise_lr_decay != 1.0:
-        mult = optim.layerwise_lr_multipliers(model.params, model.config, cfg.layerwise_lr_decay)
-    opt = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay, lr_multipliers=mult)
-    if out.is_dir() and cfg.overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        mult = layerwise_lr_multipliers(model.params, model.config, cfg.layerwise_lr_decay)
+    opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_multipliers=mult)
+    # the run directory: only now is anything written
+    out.clear(old_run)
+    out.start({"run_id": uuid.uuid4().hex[:12], "kind": "finetune", "config": asdict(cfg)})
     log(f"{task.kind}: {len(task.train)} train / {len(task.eval)} eval examples, "
         f"{task.num_labels} label(s) {task.label_names[:8] if task.label_names else ''}; "
         f"{total} steps of B={cfg.batch_size}")
-    mlog = M.MetricsLog(out / "metrics.jsonl")
+    mlog = MetricsLog(out.path / "metrics.jsonl")
     root = Random(cfg.seed, device=cfg.device).fork(3)   # dropout draws on the model's device
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm  # noqa: PLC0415
-        bar = tqdm(total=total, desc=f"finetune {cfg.task}", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, desc=f"finetune {cfg.task}", unit="step", dynamic_ncols=True) if cfg.progress else None
+    model.train()
     step, res = 0, {}
     try:
         for epoch in range(cfg.epochs):
             order = np.random.default_rng([cfg.seed, epoch]).permutation(N)
-            t0, run_loss = time.perf_counter(), 0.0
+            acc, t0 = RunningMetrics(), time.perf_counter()
             for s in range(steps_per_epoch):
-                b = _batch(train_f, order[s * cfg.batch_size:(s + 1) * cfg.batch_size], task.kind)
-                lr = optim.lr_at(step, cfg.lr, warmup, total)
-                model.zero_grad()
-                model.rng = root.fork(step)
-                out_ = model.forward(**b)
-                loss = float(out_.loss)
-                if not math.isfinite(loss):
-                    raise RuntimeError(f"the loss became {loss} at step {step + 1}; lower --lr")
-                model.backward()
-                optim.clip_grad_norm(model.grads, cfg.clip_norm)
-                opt.step(model.grads, lr)
+                batch = _batch(train_f, order[s * cfg.batch_size:(s + 1) * cfg.batch_size], task.kind)
+                lr = lr_at(step, cfg.lr, warmup, total)
+                stats = train_step(model, opt, [batch], lr, clip_norm=cfg.clip_norm, rngs=[root.fork(step)])
+                if not stats.updated:
+                    raise TrainingDiverged(f"the loss became {stats.loss} (gradient norm {stats.grad_norm}) "
+                                           f"at step {step + 1}; training stopped before the update: lower --lr")
                 step += 1
-                run_loss += loss
+                acc.add(stats)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                    bar.set_postfix(loss=f"{stats.loss:.3f}", refresh=False)
                     bar.update(1)
             res = evaluate(model, task, eval_f)
-            rec = {"step": step, "epoch": epoch + 1, "loss": run_loss / max(steps_per_epoch, 1),
+            rec = {"step": step, "epoch": epoch + 1, "loss": acc.loss / max(acc.steps, 1),
                    "lr": lr, "epoch_time_s": time.perf_counter() - t0,
                    **{k: v for k, v in res.items() if not k.startswith("_")}}
             mlog.write(rec)
@@ -346,13 +367,13 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
         if bar is not None:
             bar.close()
         mlog.close()
-    model.to("cpu").save_pretrained(out)
-    save_tokenizer(tok, out, model.config.max_position_embeddings)   # spiece.model + HF tokenizer files
+    model.to("cpu").save_pretrained(out.path)
+    save_tokenizer(tok, out.path, model.config.max_position_embeddings)   # spiece.model + HF tokenizer files
     preds = res.pop("_predictions", None)
     if preds is not None:
-        (out / "predictions.json").write_text(json.dumps(preds, indent=1))
+        write_json_atomic(out.path / "predictions.json", preds)
     final = {"task": cfg.task, "kind": task.kind, "label_names": task.label_names,
              "num_train": len(task.train), "num_eval": len(task.eval), "steps": step, **res}
-    (out / "eval_results.json").write_text(json.dumps(final, indent=2))
-    (out / "finetune_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    write_json_atomic(out.path / "eval_results.json", final)
+    write_json_atomic(out.path / "finetune_config.json", asdict(cfg))
     return final

@@ -158,10 +158,13 @@ class AlbertForPreTraining(_MLMMixin, AlbertPreTrainedModel):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None,
                 sentence_order_label=None, output_attentions=False, output_hidden_states=False,
-                full_logits=None):
+                full_logits=None, mlm_normalizer=None, sop_normalizer=None):
         """Inputs: input_ids, token_type_ids, attention_mask (B, T); labels (B, T) token ids at
         masked positions, -100 elsewhere; sentence_order_label (B,) 0 = in order, 1 = swapped;
-        full_logits: decode all B*T positions (default: only the labelled ones when labels given).
+        full_logits: decode all B*T positions (default: only the labelled ones when labels given);
+        mlm_normalizer / sop_normalizer: divide the summed MLM / SOP cross-entropy by these
+        instead of this batch's own counts (a training step's global counts, so that its
+        micro-batches' losses add up to one big batch's: ``train.train_step``).
         Returns: AlbertOutput with loss, mlm_loss, sop_loss, prediction_logits ((B, T, V) or
         (N, V) with masked_positions), sop_logits (B, C), last_hidden_state, pooler_output."""
         c, p = self.config, self.forward_params()
@@ -180,9 +183,9 @@ class AlbertForPreTraining(_MLMMixin, AlbertPreTrainedModel):
                                                c.classifier_dropout_prob or 0.0, self.rng, self.training)
         mlm_loss = sop_loss = loss = c_mce = c_sce = None
         if targets is not None:
-            mlm_loss, c_mce = cross_entropy_forward(logits, targets)
+            mlm_loss, c_mce = cross_entropy_forward(logits, targets, normalizer=mlm_normalizer)
         if sentence_order_label is not None:
-            sop_loss, c_sce = cross_entropy_forward(sop_logits, sentence_order_label)
+            sop_loss, c_sce = cross_entropy_forward(sop_logits, sentence_order_label, normalizer=sop_normalizer)
         if mlm_loss is not None and sop_loss is not None:
             loss = mlm_loss + sop_loss                   # HF: a loss only when both labels are given
         out = AlbertOutput(loss=loss, prediction_logits=logits, sop_logits=sop_logits,
@@ -213,8 +216,9 @@ class AlbertForMaskedLM(_MLMMixin, AlbertPreTrainedModel):
         return _mlm_specs(self.config)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None,
-                output_attentions=False, output_hidden_states=False, full_logits=None):
-        """Inputs as AlbertForPreTraining (no sentence_order_label).
+                output_attentions=False, output_hidden_states=False, full_logits=None,
+                mlm_normalizer=None):
+        """Inputs as AlbertForPreTraining (no sentence_order_label, no sop_normalizer).
         Returns: AlbertOutput with loss, logits ((B, T, V) or (N, V) gathered), masked_positions,
         last_hidden_state."""
         input_ids = self._begin_forward(input_ids)
@@ -225,7 +229,7 @@ class AlbertForMaskedLM(_MLMMixin, AlbertPreTrainedModel):
         logits, pos, targets, c_mlm = self._mlm_forward(seq, labels, full_logits)
         loss = c_ce = None
         if targets is not None:
-            loss, c_ce = cross_entropy_forward(logits, targets)
+            loss, c_ce = cross_entropy_forward(logits, targets, normalizer=mlm_normalizer)
         out = AlbertOutput(loss=loss, logits=logits, last_hidden_state=seq, hidden_states=hs,
                            attentions=att, masked_positions=pos)
         return self._record(out, enc, mlm=c_mlm, ce=c_ce)

@@ -116,8 +116,11 @@ class MetricsLog:
         if resume_step is None:
             self.path.write_text("")
         else:
+            # a new file renamed over the old one: a kill during the rewrite keeps the old records
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            os.replace(tmp, self.path)
         self._f = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
@@ -166,8 +169,8 @@ def read_metrics(path) -> list[dict]:
 
 PLOTS = (
     # held-out curves (eval_*: every --eval-every steps and at the end) beside the training ones
-    ("loss", ("loss", "mlm_loss", "sop_loss", "eval_mlm_loss"), "loss"),
-    ("accuracy", ("mlm_accuracy", "sop_accuracy", "eval_mlm_accuracy", "eval_sop_accuracy",
+    ("loss", ("loss", "mlm_loss", "sop_loss", "nsp_loss", "eval_mlm_loss"), "loss"),
+    ("accuracy", ("mlm_accuracy", "sop_accuracy", "nsp_accuracy", "eval_mlm_accuracy", "eval_sop_accuracy",
                   "eval_nsp_accuracy"), "accuracy"),
     ("lr", ("lr",), "learning rate"),
     ("throughput", ("tokens_per_s",), "tokens / s"),
@@ -197,8 +200,9 @@ def plot_metrics(records, out_dir, prefix: str = "") -> list[str]:
             held = k.startswith("eval_")          # sparse points: markers, dashed
             ax.plot(xs, ys, label=k.replace("eval_", "held-out ") if held else k, lw=1.5,
                     ls="--" if held else "-", marker="o" if held else None, ms=4)
-        if name == "accuracy" and ({"sop_accuracy", "eval_sop_accuracy", "eval_nsp_accuracy"} & set(series)):
-            ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance (SOP)")
+        for task in ("sop", "nsp"):
+            if name == "accuracy" and ({f"{task}_accuracy", f"eval_{task}_accuracy"} & set(series)):
+                ax.axhline(0.5, color="gray", ls=":", lw=1, label=f"chance ({task.upper()})")
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

@@ -24,6 +24,7 @@ Derivations: [docs/model/shared-layer-gradient.md](../model/shared-layer-gradien
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
@@ -167,6 +168,7 @@ class AlbertPreTrainedModel:
         self.training = True                    # as torch.nn.Module; from_pretrained returns eval()
         self.rng = Random(self.seed).fork(1)    # dropout stream; init draws from its own stream
         self._tape = None                       # caches of the last forward, consumed by backward()
+        self._keep_tape = True                  # False inside `with model.no_grad():`
         init = np.random.default_rng(self.seed)
         self.params = {}
         for name, shape, kind in self._param_specs():
@@ -252,6 +254,18 @@ class AlbertPreTrainedModel:
     def eval(self):
         """Dropout off: the forward is deterministic."""
         return self.train(False)
+
+    @contextmanager
+    def no_grad(self):
+        """``with model.no_grad(): out = model.forward(...)`` keeps no caches for
+        ``backward()`` (evaluation, inference): each forward's activations are freed when it
+        returns, and a following ``backward()`` is an error."""
+        keep, self._keep_tape = self._keep_tape, False
+        self._tape = None
+        try:
+            yield self
+        finally:
+            self._keep_tape = keep
 
     def to(self, device: str):
         """Move parameters and gradients to 'cpu' or 'gpu'; the dropout stream is re-seeded
@@ -483,8 +497,9 @@ class AlbertPreTrainedModel:
         names = [k for k in ("loss", "prediction_logits", "sop_logits", "logits", "start_logits",
                              "end_logits", "last_hidden_state", "pooler_output")
                  if getattr(out, k) is not None]
-        self._tape = {"enc": enc_cache, "loss": out.loss, "outputs": names,
-                      "shapes": {k: tuple(getattr(out, k).shape) for k in names}, **head_caches}
+        self._tape = ({"enc": enc_cache, "loss": out.loss, "outputs": names,
+                       "shapes": {k: tuple(getattr(out, k).shape) for k in names}, **head_caches}
+                      if self._keep_tape else None)
         return out
 
     # -- saving ----------------------------------------------------------------------

@@ -354,13 +354,19 @@ class LAMB(_Adam):
 
 
 OPTIMIZERS = {"lamb": LAMB, "adamw": AdamW}
+# the CLI's --optimizer choices: "adamw" is ALBERT's (no bias correction), "adamw-torch" is
+# torch.optim.AdamW, i.e. AdamW(bias_correction=True)
+OPTIMIZER_NAMES = ("lamb", "adamw", "adamw-torch")
 
 
 def make_optimizer(name: str, params, **kwargs):
-    """``make_optimizer("lamb"|"adamw", model_or_params, lr=..., weight_decay=..., ...)``:
-    the CLI's ``--optimizer``; keyword arguments go to :class:`LAMB` / :class:`AdamW`."""
+    """``make_optimizer("lamb"|"adamw"|"adamw-torch", model_or_params, lr=..., weight_decay=...,
+    ...)``: the CLI's ``--optimizer``; keyword arguments go to :class:`LAMB` / :class:`AdamW`
+    ("adamw-torch" is ``AdamW(bias_correction=True)``)."""
+    if name == "adamw-torch":
+        return AdamW(params, bias_correction=True, **kwargs)
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}: expected one of {sorted(OPTIMIZERS)}")
+        raise ValueError(f"unknown optimizer {name!r}: expected one of {list(OPTIMIZER_NAMES)}")
     return OPTIMIZERS[name](params, **kwargs)
 
 

@@ -1,31 +1,27 @@
-"""Pretraining loop: micro-batch gradient accumulation, clipping, the LR schedule,
-metrics, atomic checkpoints and bit-exact resume.
+"""Pretraining: the loop around ``train_step`` (``minialbert/step.py``), as the CLI's
+``minialbert pretrain`` runs it. It reads top to bottom::
 
-One optimiser step (``step`` counts finished optimiser steps, 0-based while running)::
-
-    model.zero_grad()
-    for micro in range(grad_accum):                 # B = batch_size sequences each
-        model.rng = dropout_root.fork(step, micro)  # dropout masks depend only on (seed, step, micro)
-        out = model.forward(**next batch)           # loss = MLM CE (+ SOP/NSP CE)
-        model.backward()                            # grads += d loss / d params
-    grads /= grad_accum                             # mean over micro-batches of each one's own mean loss
-    clip_grad_norm(grads, 1.0)                      # global L2 norm
-    optimizer.step(lr_at(step))                     # LAMB or AdamW, linear warm-up + linear decay
+    claim the output directory        (nothing written before every option is checked)
+    data, model, optimiser, resume
+    for step in range(start, stop):
+        batches = [next(loader) for k in range(K)]                    # data
+        stats = train_step(model, optimizer, batches, lr_at(step))    # step
+        log metrics.jsonl, evaluate on held-out examples              # log, evaluate
+        checkpoint                                                    # checkpoint
 
 Exact resume: a checkpoint holds the parameters, the optimiser moments, the step, and the
 data loader's position; dropout is re-seeded per step from the run seed and the LR is a
 function of the step, so a run stopped at step N and resumed to N+M computes the same
 floating-point operations in the same order as an uninterrupted N+M-step run (bit for bit
 on the CPU). A loss or gradient norm that is NaN/inf stops the run *before* the update,
-with a message; the last checkpoint on disk is left as it was.
+with a message; the last checkpoint on disk is left as it was. Ctrl-C and SIGTERM finish the
+step, write a checkpoint and stop.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -33,19 +29,38 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .backend import Random, check_device, get_array_module, resolve_dtype, synchronize
-from . import metrics as M
+from . import checkpoint as ckpt
+from . import metrics
+from .backend import Random, check_device, resolve_dtype, synchronize
+from .config import PRESETS, AlbertConfig
+from .data import (ExampleLoader, ShardLoader, create_pretraining_examples, load_default_corpus,
+                   load_text_corpus, read_manifest)
+from .data.pretraining import collate
+from .heads import AlbertForMaskedLM, AlbertForPreTraining
+from .layers import IGNORE_INDEX
+from .optim import OPTIMIZER_NAMES, lr_at, make_optimizer
+from .options import option
+from .rundir import Interrupted, RunDir, RunDirError, StopSignals, write_json_atomic
+from .step import RunningMetrics, SingleProcess, StepStats, TrainingDiverged, pretraining_stats, train_step
+from .tokenizer import Tokenizer
 
 SENTENCE_TASKS = ("sop", "nsp", "none")
 # "adamw" is ALBERT's AdamWeightDecayOptimizer (no bias correction); "adamw-torch" is
 # torch.optim.AdamW (bias-corrected), the demo default: see docs/training/pretraining.md
-OPTIMIZERS = ("lamb", "adamw", "adamw-torch")
+OPTIMIZERS = OPTIMIZER_NAMES
 SHARING = ("all", "attention", "ffn", "none")
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.jsonl"
 TOKENIZER_FILE = "spiece.model"
+# what a pretraining run writes in --out (run.json records it; --overwrite removes only these)
+RUN_FILES = (METRICS_FILE, "metrics.jsonl.tmp*", TOKENIZER_FILE, "spiece.model.tmp*",
+             CHECKPOINT_DIR, CHECKPOINT_DIR + ckpt.PREV_SUFFIX, f".{CHECKPOINT_DIR}.tmp-*",  # checkpoint.py's
+             *(f"plots/{name}.png{tmp}" for name, _, _ in metrics.PLOTS for tmp in ("", ".tmp")))
+# the longest --seq-len: BERT's and ALBERT's 512, or the preset's own max_position_embeddings
+MAX_SEQ_LEN = 512
 
 # Everything that changes the trajectory of a run. A directory's run.json stores a hash of
 # these; --resume must match it (steps may grow, logging and checkpoint cadence may change).
@@ -55,54 +70,69 @@ FINGERPRINT_FIELDS = ("preset", "corpus", "data", "vocab_size", "seq_len", "batc
                       "max_predictions", "include_numpy")
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradient norm became NaN or infinite; training stopped."""
+_DATA, _OPT, _RUN = "model and data", "optimisation", "run"
 
 
 @dataclass
 class PretrainConfig:
-    """Options of ``minialbert pretrain`` (the CLI flags have the same names).
+    """Options of ``minialbert pretrain``: each field is the flag of the same name
+    (``seq_len`` -> ``--seq-len``), with the help text below.
 
     The defaults train the ``tiny`` preset on the embedded corpus on 2 CPU cores in a few
     minutes, with the MLM loss falling and SOP accuracy rising well above chance
     ([docs/training/pretraining.md](../training/pretraining.md) has the measured curves)."""
-    preset: str = "tiny"                 # AlbertConfig.from_preset name
-    corpus: Optional[str] = None         # text file/folder; None = embedded stdlib docstrings
-    data: Optional[str] = None           # prebuilt shard directory (minialbert data build)
-    vocab_size: int = 3000               # tokenizer trained on the fly (ignored with --data)
-    seq_len: int = 64                    # T
-    batch_size: int = 32                 # B per micro-batch
-    grad_accum: int = 1                  # micro-batches per optimiser step
-    steps: int = 600                     # total optimiser steps
-    optimizer: str = "adamw-torch"       # "lamb" (ALBERT's), "adamw" (ALBERT's) or "adamw-torch"
-    lr: float = 1e-3                     # peak learning rate
-    warmup: int = 50                     # linear warm-up steps
-    weight_decay: float = 0.01           # decoupled, not on LayerNorm/bias (spec §6.3)
-    clip_norm: float = 1.0               # global gradient-norm clip
-    sentence_task: str = "sop"           # "sop", "nsp" or "none" (MLM only)
-    sharing: str = "all"                 # cross-layer sharing: all/attention/ffn/none
-    device: str = "cpu"                  # "cpu" or "gpu"
-    dtype: str = "float32"               # "float32" or "float64"
-    seed: int = 0                        # model init, data, dropout
-    dupe_factor: int = 1                 # passes over the corpus with fresh masks
-    max_predictions: int = 20            # masked positions per sequence (at most)
-    include_numpy: bool = False          # embedded corpus: also NumPy's docstrings
-    tokenizer: Optional[str] = None      # with --data: the spiece.model the shards were built with
-    out: str = "runs/pretrain"           # output directory
-    resume: bool = False                 # continue the run in `out` up to `steps`
-    overwrite: bool = False              # replace a run in `out`
-    stop_at: Optional[int] = None        # stop after this step as if interrupted (resume later)
-    checkpoint_every: int = 200          # steps between checkpoints (and one at the end)
-    log_every: int = 10                  # steps between metrics.jsonl records
-    eval_every: int = 0                  # steps between held-out evaluations (0: only at the end)
-    eval_size: int = 256                 # held-out examples
-    peak_tflops: Optional[float] = None  # device peak for MFU; None = measure a matmul
-    progress: bool = True                # tqdm progress bar
-    plots: bool = True                   # PNG curves at the end
+    preset: str = option("tiny", "model shape (AlbertConfig.from_preset): tiny, mini, small, "
+                         "albert-base-v2, ...; vocab_size comes from the tokenizer", group=_DATA)
+    corpus: Optional[str] = option(None, "text file or folder (documents separated by blank lines); "
+                                   "none: the embedded standard-library docstrings",
+                                   group=_DATA, metavar="PATH")
+    data: Optional[str] = option(None, "prebuilt shards from `minialbert data build`", group=_DATA, metavar="DIR")
+    tokenizer: Optional[str] = option(None, "with --data: the spiece.model the shards were built with "
+                                      "(none: a *.model in DIR)", group=_DATA, metavar="PATH")
+    vocab_size: int = option(3000, "size of the tokenizer trained on the fly on --corpus", group=_DATA)
+    seq_len: int = option(64, f"tokens per example (at most {MAX_SEQ_LEN}, or the preset's "
+                          "max_position_embeddings if larger)", group=_DATA, metavar="T")
+    sentence_task: str = option("sop", "second objective: sentence order (ALBERT), next sentence (BERT) "
+                                "or none; with --data, the one the shards were built for",
+                                group=_DATA, choices=SENTENCE_TASKS)
+    sharing: str = option("all", "cross-layer parameter sharing (the paper's Table 4)",
+                          group=_DATA, choices=SHARING)
+    dupe_factor: int = option(1, "passes over the corpus when making examples, each with fresh masks", group=_DATA)
+    max_predictions: int = option(20, "masked positions per sequence, at most", group=_DATA)
+    include_numpy: bool = option(False, "embedded corpus: add NumPy's docstrings to the standard "
+                                 "library's", group=_DATA)
+    batch_size: int = option(32, "sequences per micro-batch", group=_OPT, metavar="B")
+    grad_accum: int = option(1, "micro-batches per optimiser step (effective batch B*K; the loss is "
+                             "normalised over the whole step, so K micro-batches equal one batch of "
+                             "K*B exactly)", group=_OPT, metavar="K")
+    steps: int = option(600, "total optimiser steps", group=_OPT)
+    optimizer: str = option("adamw-torch", "lamb and adamw: ALBERT's (no bias correction); adamw-torch: "
+                            "torch.optim.AdamW (bias-corrected; the only one that leaves the unigram "
+                            "plateau within the default 600 steps, see docs/training/pretraining.md)",
+                            group=_OPT, choices=OPTIMIZERS)
+    lr: float = option(1e-3, "peak learning rate", group=_OPT)
+    warmup: int = option(50, "linear warm-up steps (then linear decay to 0)", group=_OPT)
+    weight_decay: float = option(0.01, "decoupled, not on LayerNorm/bias (spec §6.3)", group=_OPT)
+    clip_norm: float = option(1.0, "global gradient-norm clip", group=_OPT)
+    seed: int = option(0, "model init, data order, masks, dropout", group=_OPT)
+    device: str = option("cpu", "cpu or gpu (CuPy)", group=_RUN, choices=("cpu", "gpu"))
+    dtype: str = option("float32", "parameter and activation dtype", group=_RUN, choices=("float32", "float64"))
+    out: str = option("runs/pretrain", "output directory", group=_RUN, metavar="DIR")
+    resume: bool = option(False, "continue the run in --out up to --steps", group=_RUN)
+    overwrite: bool = option(False, "replace a run already in --out (only what minialbert wrote there)", group=_RUN)
+    stop_at: Optional[int] = option(None, "stop after step N as if interrupted (the LR schedule still "
+                                    "spans --steps)", group=_RUN, metavar="N")
+    checkpoint_every: int = option(200, "steps between checkpoints (and one at the end)", group=_RUN, metavar="N")
+    log_every: int = option(10, "steps between metrics.jsonl records", group=_RUN, metavar="N")
+    eval_every: int = option(0, "steps between held-out evaluations (0: only at the end)", group=_RUN, metavar="N")
+    eval_size: int = option(256, "held-out examples (at most 10%% of the corpus's)", group=_RUN)
+    peak_tflops: Optional[float] = option(None, "device peak for MFU (none: measured with a short "
+                                          "matmul)", group=_RUN)
+    progress: bool = option(True, "no progress bar", group=_RUN, flag="--no-progress")
+    plots: bool = option(True, "no PNG plots at the end", group=_RUN, flag="--no-plots")
 
     def validate(self) -> None:
-        from .config import PRESETS  # noqa: PLC0415
-
+        """Every option checked before anything is read or written (ValueError naming the flag)."""
         if self.preset not in PRESETS:
             raise ValueError(f"--preset: unknown preset {self.preset!r}; choose from {', '.join(sorted(PRESETS))}")
         for name, choices in (("optimizer", OPTIMIZERS), ("sentence_task", SENTENCE_TASKS),
@@ -117,17 +147,27 @@ class PretrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.seq_len < 8:
             raise ValueError(f"--seq-len must be at least 8, got {self.seq_len}")
+        longest = max(MAX_SEQ_LEN, PRESETS[self.preset].get("max_position_embeddings", 0))
+        if self.seq_len > longest:
+            raise ValueError(f"--seq-len {self.seq_len}: at most {longest} tokens per example "
+                             f"(the longest position table a {self.preset} model gets here)")
         if self.warmup < 0 or self.eval_every < 0:
             raise ValueError("--warmup and --eval-every must be >= 0")
         if self.warmup > self.steps:
             raise ValueError(f"--warmup {self.warmup} exceeds --steps {self.steps}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"--lr must be a positive number, got {self.lr}")
+        for name in ("lr", "clip_norm"):
+            v = getattr(self, name)
+            if not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
+        if self.peak_tflops is not None and not (self.peak_tflops > 0 and math.isfinite(self.peak_tflops)):
+            raise ValueError(f"--peak-tflops must be a positive number, got {self.peak_tflops}")
         if self.stop_at is not None and not 0 < self.stop_at <= self.steps:
             raise ValueError(f"--stop-at must be in [1, --steps={self.steps}], got {self.stop_at}")
         if self.corpus is not None and self.data is not None:
             raise ValueError("--corpus and --data are exclusive: text to tokenize, or prebuilt shards")
-        for name in ("corpus", "data"):
+        for name in ("corpus", "data", "tokenizer"):
             p = getattr(self, name)
             if p is not None and not Path(p).exists():
                 raise FileNotFoundError(f"--{name}: no such file or directory: {p}")
@@ -143,70 +183,11 @@ class PretrainConfig:
 
 
 # --------------------------------------------------------------------------------------
-# output directory: who owns it
-
-
-def _read_run(out: Path) -> Optional[dict]:
-    f = out / RUN_FILE
-    if not f.exists():
-        return None
-    try:
-        return json.loads(f.read_text())
-    except (OSError, ValueError):
-        raise ValueError(f"--out: {f} is unreadable; not overwriting it (pass --overwrite to replace the run)") from None
-
-
-OUR_FILES = (RUN_FILE, METRICS_FILE, CHECKPOINT_DIR, TOKENIZER_FILE, "plots")
-
-
-def claim_out_dir(cfg: PretrainConfig) -> Optional[dict]:
-    """Check that ``cfg.out`` may be written, before anything is written.
-
-    Returns the existing run.json record when resuming, else None. Raises ValueError
-    (nothing touched) when the directory holds another run, files that are not a
-    minialbert run, or nothing to resume."""
-    out = Path(cfg.out)
-    run = _read_run(out) if out.is_dir() else None
-    if cfg.resume:
-        from .checkpoint import find_checkpoint  # noqa: PLC0415
-
-        if run is None or find_checkpoint(out / CHECKPOINT_DIR) is None:
-            raise ValueError(f"--resume: no checkpoint to resume in {out}/{CHECKPOINT_DIR} "
-                             "(start the run without --resume)")
-        if run.get("fingerprint") != cfg.fingerprint():
-            saved = run.get("config", {})
-            diff = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(cfg, k)!r}"
-                    for k in FINGERPRINT_FIELDS if saved.get(k) != getattr(cfg, k)]
-            raise ValueError(f"--resume: {out} holds run {run.get('run_id')} with different settings "
-                             f"({'; '.join(diff) or 'fingerprint differs'}); resume with the same options")
-        return run
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not cfg.overwrite:
-            if run is not None:
-                raise ValueError(f"--out: {out} holds run {run.get('run_id')} (step {run.get('step', '?')}/"
-                                 f"{run.get('config', {}).get('steps', '?')}); pass --resume to continue it, "
-                                 "--overwrite to replace it, or another --out")
-            raise ValueError(f"--out: {out} is not empty and holds no minialbert run; "
-                             "choose another --out (or --overwrite to write into it anyway)")
-    return None
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------------------
 # data
 
 
 def load_documents(cfg: PretrainConfig):
     """The corpus as documents (lists of sentences): the embedded one or ``cfg.corpus``."""
-    from .data import load_default_corpus, load_text_corpus  # noqa: PLC0415
-
     if cfg.corpus is None:
         return load_default_corpus(include_numpy=cfg.include_numpy)
     return load_text_corpus(cfg.corpus)
@@ -230,9 +211,6 @@ def prepare_data(cfg: PretrainConfig, tokenizer_path: Optional[Path] = None, log
     ``--tokenizer`` or a ``*.model`` file in the shard folder whose hash matches the
     manifest; no held-out set. Returns (tokenizer, loader, eval_examples, data_hash);
     the loader yields fixed-shape (B, T) batches forever and has state_dict()."""
-    from .data import ExampleLoader, create_pretraining_examples  # noqa: PLC0415
-    from .tokenizer import Tokenizer  # noqa: PLC0415
-
     if cfg.data is not None:
         return _prepare_shards(cfg, tokenizer_path, log)
     t0 = time.perf_counter()
@@ -258,11 +236,12 @@ def prepare_data(cfg: PretrainConfig, tokenizer_path: Optional[Path] = None, log
 
 
 def _prepare_shards(cfg: PretrainConfig, tokenizer_path, log):
-    from .data import ShardLoader, read_manifest  # noqa: PLC0415
-    from .tokenizer import Tokenizer  # noqa: PLC0415
-
     d = Path(cfg.data)
     manifest = read_manifest(d)
+    task = manifest["config"].get("sentence_task", "sop")
+    if task != cfg.sentence_task:
+        raise ValueError(f"--sentence-task {cfg.sentence_task}: the shards in {d} were built for "
+                         f"{task!r} (their labels are {task.upper()} labels): pass --sentence-task {task}")
     want = manifest["tokenizer"]["hash"]
     cands = ([Path(tokenizer_path)] if tokenizer_path is not None and Path(tokenizer_path).exists() else []) + \
         ([Path(cfg.tokenizer)] if cfg.tokenizer else sorted(d.glob("*.model")))
@@ -289,24 +268,19 @@ def _prepare_shards(cfg: PretrainConfig, tokenizer_path, log):
     return tok, loader, [], h
 
 
+def model_inputs(batch: dict, sentence_task: str) -> dict:
+    """The forward's keyword arguments from a loader batch (labels included)."""
+    keys = ("input_ids", "token_type_ids", "attention_mask", "labels")
+    if sentence_task != "none":
+        keys += ("sentence_order_label",)
+    return {k: batch[k] for k in keys}
+
+
 # --------------------------------------------------------------------------------------
-# model and optimiser
-
-
-def make_optimizer(name: str, model, lr: float, weight_decay: float, lr_multipliers=None):
-    """"lamb" / "adamw" (ALBERT's, no bias correction) / "adamw-torch" (bias-corrected)."""
-    from . import optim  # noqa: PLC0415
-
-    kw = {"lr": lr, "weight_decay": weight_decay, "lr_multipliers": lr_multipliers}
-    if name == "adamw-torch":
-        return optim.make_optimizer("adamw", model, bias_correction=True, **kw)
-    return optim.make_optimizer(name, model, **kw)
+# model, evaluation
 
 
 def build_model(cfg: PretrainConfig, vocab_size: int):
-    from .config import AlbertConfig  # noqa: PLC0415
-    from .heads import AlbertForMaskedLM, AlbertForPreTraining  # noqa: PLC0415
-
     mc = AlbertConfig.from_preset(cfg.preset)
     overrides = {"vocab_size": int(vocab_size), "sharing": cfg.sharing}
     if mc.max_position_embeddings < cfg.seq_len:
@@ -319,264 +293,221 @@ def build_model(cfg: PretrainConfig, vocab_size: int):
     return model
 
 
-def _mlm_sop_stats(out, batch):
-    """(mlm_correct, mlm_count, sop_correct, sop_count) of one forward, as host ints."""
-    labels = batch["labels"]
-    logits = out.prediction_logits if out.prediction_logits is not None else out.logits
-    xp = get_array_module(logits)
-    pred = xp.argmax(logits, axis=-1)
-    if out.masked_positions is not None:
-        gold = xp.asarray(labels).reshape(-1)[out.masked_positions]     # (N,)
-        mlm_correct, mlm_n = int((pred == gold).sum()), int(gold.shape[0])
-    else:
-        gold = xp.asarray(labels)
-        valid = gold != -100
-        mlm_correct, mlm_n = int(((pred == gold) & valid).sum()), int(valid.sum())
-    sop_correct = sop_n = 0
-    if getattr(out, "sop_logits", None) is not None and batch.get("sentence_order_label") is not None:
-        sol = xp.asarray(batch["sentence_order_label"])
-        valid = sol != -100
-        sop_correct = int(((xp.argmax(out.sop_logits, axis=-1) == sol) & valid).sum())
-        sop_n = int(valid.sum())
-    return mlm_correct, mlm_n, sop_correct, sop_n
-
-
-def _forward(model, batch, sentence_task):
-    kw = dict(token_type_ids=batch["token_type_ids"], attention_mask=batch["attention_mask"],
-              labels=batch["labels"])
-    if sentence_task != "none":
-        kw["sentence_order_label"] = batch["sentence_order_label"]
-    return model.forward(batch["input_ids"], **kw)
-
-
 def evaluate_pretraining(model, examples, cfg: PretrainConfig, batch_size: int = 64) -> dict:
-    """MLM loss/accuracy and SOP accuracy on held-out examples, dropout off."""
-    from .data.pretraining import collate  # noqa: PLC0415
-
+    """MLM loss/accuracy and sentence-task accuracy on held-out examples, dropout off."""
     if not examples:
         return {}
     was_training = model.training
     model.eval()
-    tot = {"mlm_loss": 0.0, "n": 0, "mc": 0, "mn": 0, "sc": 0, "sn": 0}
-    for s in range(0, len(examples), batch_size):
-        batch = collate(examples[s:s + batch_size], cfg.seq_len, None)
-        out = _forward(model, batch, cfg.sentence_task)
-        mc, mn, sc, sn = _mlm_sop_stats(out, batch)
-        mlm_loss = out.mlm_loss if getattr(out, "mlm_loss", None) is not None else out.loss
-        tot["mlm_loss"] += float(mlm_loss) * mn
-        tot["mc"] += mc
-        tot["mn"] += mn
-        tot["sc"] += sc
-        tot["sn"] += sn
-    model._tape = None  # eval forwards are not backpropagated
+    acc = RunningMetrics()
+    with model.no_grad():
+        for s in range(0, len(examples), batch_size):
+            batch = model_inputs(collate(examples[s:s + batch_size], cfg.seq_len, None), cfg.sentence_task)
+            out = model.forward(**batch)
+            mlm_loss, _, mlm_correct, sentence_correct = pretraining_stats(out, batch)
+            n = int((batch["labels"] != IGNORE_INDEX).sum())
+            n_pairs = int((batch["sentence_order_label"] != IGNORE_INDEX).sum()) if out.sop_logits is not None else 0
+            acc.add(StepStats(mlm_loss=mlm_loss * n, mlm_correct=mlm_correct, mlm_count=n,
+                              sentence_correct=sentence_correct, sentence_count=n_pairs))
     model.train(was_training)
-    res = {"eval_mlm_loss": tot["mlm_loss"] / max(tot["mn"], 1),
-           "eval_mlm_accuracy": tot["mc"] / max(tot["mn"], 1)}
-    if tot["sn"]:
-        res["eval_sop_accuracy"] = tot["sc"] / tot["sn"]
+    res = {"eval_mlm_loss": acc.mlm_loss / max(acc.mlm_count, 1),
+           "eval_mlm_accuracy": acc.mlm_correct / max(acc.mlm_count, 1)}
+    if acc.sentence_count:
+        res[f"eval_{cfg.sentence_task}_accuracy"] = acc.sentence_correct / acc.sentence_count
     return res
+
+
+# --------------------------------------------------------------------------------------
+# the run directory: claim, resume, checkpoint
+
+
+def claim_out_dir(cfg: PretrainConfig) -> Optional[dict]:
+    """Check that ``cfg.out`` may be written, before anything is written.
+
+    Returns the existing run.json record when resuming, else None. Raises ValueError
+    (nothing touched) when the directory holds another run, files minialbert did not
+    write, an input of the run, or nothing to resume."""
+    rd = RunDir(cfg.out, RUN_FILES)
+    out = rd.path
+    if not cfg.resume:
+        rd.claim_new(cfg.overwrite, inputs=[cfg.corpus, cfg.data, cfg.tokenizer],
+                     busy_hint="pass --resume to continue it, ")
+        return None
+    run = rd.record() if out.is_dir() else None
+    if run is None or ckpt.find_checkpoint(out / CHECKPOINT_DIR) is None:
+        raise RunDirError(f"--resume: no checkpoint to resume in {out}/{CHECKPOINT_DIR} "
+                          "(start the run without --resume)")
+    if run.get("fingerprint") != cfg.fingerprint():
+        saved = run.get("config", {})
+        diff = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {getattr(cfg, k)!r}"
+                for k in FINGERPRINT_FIELDS if saved.get(k) != getattr(cfg, k)]
+        raise RunDirError(f"--resume: {out} holds run {run.get('run_id')} with different settings "
+                          f"({'; '.join(diff) or 'fingerprint differs'}); resume with the same options")
+    if run.get("step", 0) >= cfg.steps:
+        raise RunDirError(f"--resume: the checkpoint is at step {run['step']}, already >= --steps {cfg.steps}; "
+                          "pass a larger --steps to train further")
+    return run
+
+
+def _resume(cfg: PretrainConfig, run: dict, model, optimizer, stream, data_hash, log) -> int:
+    """Restore the checkpoint of ``run`` into model, optimiser and data stream; its step."""
+    ck_dir = Path(cfg.out) / CHECKPOINT_DIR
+    state = ckpt.load_checkpoint(ck_dir, model, optimizer)
+    extra = state.get("extra", {})
+    if extra.get("fingerprint", cfg.fingerprint()) != cfg.fingerprint():
+        raise ValueError(f"--resume: {ck_dir} was written by another run ({extra.get('run_id')}, "
+                         f"other settings) than the one in {Path(cfg.out) / RUN_FILE}; not resuming from it")
+    if extra.get("data_hash") != data_hash:
+        raise ValueError(f"--resume: the data differ from the checkpoint's (hash {extra.get('data_hash')} "
+                         f"vs {data_hash}); was the corpus changed?")
+    start = int(state["step"])
+    if start >= cfg.steps:
+        raise ValueError(f"--resume: the checkpoint is at step {start}, already >= --steps {cfg.steps}; "
+                         "pass a larger --steps to train further")
+    if cfg.stop_at is not None and cfg.stop_at <= start:
+        raise ValueError(f"--stop-at {cfg.stop_at}: the checkpoint is already at step {start}; "
+                         f"pass a later --stop-at (up to --steps {cfg.steps}) or none")
+    stream.load_state_dict(extra["data_state"])
+    if run.get("config", {}).get("steps") != cfg.steps:
+        log(f"note: --steps changed from {run['config'].get('steps')} to {cfg.steps}: "
+            "the LR decay now ends at the new total")
+    log(f"resuming run {run['run_id']} at step {start} of {cfg.steps}")
+    return start
+
+
+def _postfix(rec: dict, sentence_task: str) -> dict:
+    """The progress bar's fields of a metrics record."""
+    post = {"loss": f"{rec['loss']:.3f}", "mlm_acc": f"{rec['mlm_accuracy']:.3f}"}
+    if sentence_task != "none":
+        post[f"{sentence_task}_acc"] = f"{rec[sentence_task + '_accuracy']:.3f}"
+    post["tok/s"] = metrics.format_rate(rec["tokens_per_s"])
+    post["mfu"] = f"{100 * rec['mfu']:.1f}%"
+    return post
+
+
+def _diverged(stats: StepStats, step: int, out: Path, last_ckpt: Optional[int]) -> TrainingDiverged:
+    what, value = ("the loss", stats.loss) if not math.isfinite(stats.loss) else ("the gradient norm",
+                                                                                   stats.grad_norm)
+    where = (f"the last good checkpoint (step {last_ckpt}) in {out / CHECKPOINT_DIR} is intact"
+             if last_ckpt is not None else "no checkpoint had been written yet")
+    return TrainingDiverged(f"{what} became {value} at step {step + 1}; training stopped before the "
+                            f"update and {where}. Lower --lr, raise --warmup, or use --dtype float64.")
 
 
 # --------------------------------------------------------------------------------------
 # the loop
 
 
-def _check_finite(value: float, what: str, step: int, out: Path, last_ckpt: Optional[int]):
-    if not math.isfinite(value):
-        where = (f"the last good checkpoint (step {last_ckpt}) in {out / CHECKPOINT_DIR} is intact"
-                 if last_ckpt is not None else "no checkpoint had been written yet")
-        raise TrainingDiverged(f"{what} became {value} at step {step + 1}; training stopped before the "
-                               f"update and {where}. Lower --lr, raise --warmup, or use --dtype float64.")
-
-
-def pretrain(cfg: PretrainConfig, log: Callable = print,
-             hooks: Optional[dict] = None) -> dict:
+def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] = None, comm=None) -> dict:
     """Run (or resume) pretraining as configured; returns a summary dict.
 
     Writes ``cfg.out``/run.json, metrics.jsonl, checkpoint/ (every ``checkpoint_every``
-    steps and at the end), spiece.model and plots/*.png. ``hooks`` (for tests):
-    ``{"before_step": f(step, model)}`` is called before each optimiser step and
-    ``{"before_update": f(step, model)}`` after the micro-batch gradients are averaged,
-    before clipping and the update.
-    Raises ValueError for bad options (nothing written), TrainingDiverged on NaN/inf."""
-    from . import checkpoint as ckpt  # noqa: PLC0415
-    from . import optim  # noqa: PLC0415
-
-    hooks = hooks or {}
+    steps and at the end), spiece.model and plots/*.png. ``hooks``: callbacks
+    ``{"before_step": f(step, model)}``, called before each optimiser step (to inspect or
+    change the model, or to stop the run by raising). ``comm``: see ``train_step``.
+    Raises ValueError for bad options (nothing written), TrainingDiverged on NaN/inf,
+    Interrupted (a KeyboardInterrupt) after Ctrl-C or SIGTERM and a checkpoint."""
+    hooks = dict(hooks or {})
+    if set(hooks) - {"before_step"}:
+        raise ValueError(f"hooks: unknown {sorted(set(hooks) - {'before_step'})}; known: ['before_step']")
     cfg.validate()
-    out = Path(cfg.out)
-    run = claim_out_dir(cfg)                          # raises before anything is written
-    ck_dir = out / CHECKPOINT_DIR
-    tok, stream, eval_ex, data_hash = prepare_data(
+    comm = comm or SingleProcess()
+    out, ck_dir = Path(cfg.out), Path(cfg.out) / CHECKPOINT_DIR
+    run = claim_out_dir(cfg)                                    # raises before anything is written
+    tok, stream, eval_examples, data_hash = prepare_data(
         cfg, tokenizer_path=(ck_dir / TOKENIZER_FILE) if run else None, log=log)
-    B, A, T = cfg.batch_size, cfg.grad_accum, cfg.seq_len
     model = build_model(cfg, tok.vocab_size)
-    opt = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
-
-    start = 0
-    if run is not None:                               # --resume
-        state = ckpt.load_checkpoint(ck_dir, model, opt)
-        extra = state.get("extra", {})
-        if extra.get("fingerprint", cfg.fingerprint()) != cfg.fingerprint():
-            raise ValueError(f"--resume: {ck_dir} was written by another run ({extra.get('run_id')}, "
-                             f"other settings) than the one in {out / RUN_FILE}; not resuming from it")
-        if extra.get("data_hash") != data_hash:
-            raise ValueError(f"--resume: the data differ from the checkpoint's (hash {extra.get('data_hash')} "
-                             f"vs {data_hash}); was the corpus changed?")
-        stream.load_state_dict(extra["data_state"])
-        start = int(state["step"])
-        if start >= cfg.steps:
-            raise ValueError(f"--resume: the checkpoint is at step {start}, already >= --steps {cfg.steps}; "
-                             "pass a larger --steps to train further")
-        if cfg.stop_at is not None and cfg.stop_at <= start:
-            raise ValueError(f"--stop-at {cfg.stop_at}: the checkpoint is already at step {start}; "
-                             f"pass a later --stop-at (up to --steps {cfg.steps}) or none")
-        if run.get("config", {}).get("steps") != cfg.steps:
-            log(f"note: --steps changed from {run['config'].get('steps')} to {cfg.steps}: "
-                "the LR decay now ends at the new total")
-        log(f"resuming run {run['run_id']} at step {start} of {cfg.steps}")
-        run_id = run["run_id"]
-    else:
-        if cfg.overwrite and out.is_dir():
-            for name in OUR_FILES:
-                p = out / name
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
-        out.mkdir(parents=True, exist_ok=True)
-        run_id = uuid.uuid4().hex[:12]
-    tok.save(out / TOKENIZER_FILE)
+    optimizer = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    dropout_root = Random(cfg.seed, device=cfg.device).fork(2)
+    start = _resume(cfg, run, model, optimizer, stream, data_hash, log) if run else 0
+    rd = RunDir(out, RUN_FILES)
+    if run is None:
+        rd.clear(rd.record() if out.is_dir() else None)       # --overwrite: what minialbert wrote
+    run_id = run["run_id"] if run else uuid.uuid4().hex[:12]
     run_record = {"run_id": run_id, "fingerprint": cfg.fingerprint(), "config": asdict(cfg),
                   "model_config": model.config.to_dict(), "step": start,
                   "num_parameters": model.num_parameters()}
-    _write_json_atomic(out / RUN_FILE, run_record)
+    rd.start(run_record)                                        # run.json first: it lists what we write
+    tok.save(out / TOKENIZER_FILE)
+    mlog = metrics.MetricsLog(out / METRICS_FILE, resume_step=start if run else None)
 
-    # MFU: FLOPs per step counted per layer application, against the device's matmul peak
-    peak = (cfg.peak_tflops * 1e12 if cfg.peak_tflops else
-            M.measure_peak_flops(cfg.device, cfg.dtype))
-    dropout_root = Random(cfg.seed, device=cfg.device).fork(2)
-    mlog = M.MetricsLog(out / METRICS_FILE, resume_step=start if run is not None else None)
-    last_ckpt = start if run is not None else None
+    K, B, T = cfg.grad_accum, cfg.batch_size, cfg.seq_len
+    peak = cfg.peak_tflops * 1e12 if cfg.peak_tflops else metrics.measure_peak_flops(cfg.device, cfg.dtype)
     stop = min(cfg.stop_at, cfg.steps) if cfg.stop_at else cfg.steps
     log(f"model: {model!r}; {cfg.optimizer} lr {cfg.lr:g} warmup {cfg.warmup}; "
-        f"B={B}x{A} T={T}; steps {start}->{stop}; peak {peak / 1e9:.0f} GFLOP/s ({cfg.device})")
+        f"B={B}x{K} T={T}; steps {start}->{stop}; peak {peak / 1e9:.0f} GFLOP/s ({cfg.device})")
+    last_ckpt = start if run else None
 
     def save(step, data_state):
         nonlocal last_ckpt
-        ckpt.save_checkpoint(ck_dir, model, opt, step=step, rng=dropout_root,
+        ckpt.save_checkpoint(ck_dir, model, optimizer, step=step, rng=dropout_root,
                              extra={"data_state": data_state, "data_hash": data_hash,
                                     "run_id": run_id, "fingerprint": cfg.fingerprint()},
                              files={TOKENIZER_FILE: tok.model_proto})
-        last_ckpt = step
-        run_record["step"] = step
-        _write_json_atomic(out / RUN_FILE, run_record)
+        last_ckpt = run_record["step"] = step
+        write_json_atomic(out / RUN_FILE, run_record)
 
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm  # noqa: PLC0415
-        bar = tqdm(total=stop, initial=start, desc="pretrain", unit="step", dynamic_ncols=True)
-    acc = {"loss": 0.0, "mlm_loss": 0.0, "sop_loss": 0.0, "mc": 0, "mn": 0, "sc": 0, "sn": 0,
-           "tokens": 0, "flops": 0.0, "time": 0.0, "steps": 0, "gnorm": 0.0}
-    summary = {"run_id": run_id, "out": str(out), "start_step": start}
+    bar = tqdm(total=stop, initial=start, desc="pretrain", unit="step", dynamic_ncols=True) if cfg.progress else None
+    acc, summary = RunningMetrics(), {"run_id": run_id, "out": str(out), "start_step": start}
     model.train()
-    step = start
+    step, data_state, in_step = start, stream.state_dict(), False  # data_state: where step `step` reads
     try:
-        data_state, in_update = stream.state_dict(), False     # where step `step` starts reading
-        while step < stop:
-            t0 = time.perf_counter()
-            if "before_step" in hooks:
-                hooks["before_step"](step, model)
-            lr = optim.lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
-            model.zero_grad()
-            loss_sum = mlm_sum = sop_sum = 0.0
-            n_pred = 0
-            for micro in range(A):
-                batch = next(stream)
-                model.rng = dropout_root.fork(step, micro)        # same masks on resume
-                out_ = _forward(model, batch, cfg.sentence_task)
-                loss = float(out_.loss)
-                _check_finite(loss, "the loss", step, out, last_ckpt)
-                model.backward()
-                mc, mn, sc, sn = _mlm_sop_stats(out_, batch)
-                loss_sum += loss
-                mlm_sum += float(out_.mlm_loss) if getattr(out_, "mlm_loss", None) is not None else loss
-                sop_sum += float(out_.sop_loss) if getattr(out_, "sop_loss", None) is not None else 0.0
-                n_pred += mn
-                acc["mc"] += mc
-                acc["mn"] += mn
-                acc["sc"] += sc
-                acc["sn"] += sn
-            if A > 1:                                             # mean over micro-batches
-                for g in model.grads.values():
-                    g *= g.dtype.type(1.0 / A)
-            if "before_update" in hooks:
-                hooks["before_update"](step, model)
-            gnorm = float(optim.clip_grad_norm(model.grads, cfg.clip_norm))
-            _check_finite(gnorm, "the gradient norm", step, out, last_ckpt)
-            in_update = True                      # parameters are being changed in place
-            opt.step(model.grads, lr)
-            step += 1
-            data_state, in_update = stream.state_dict(), False
-            synchronize(cfg.device)
-            dt = time.perf_counter() - t0
-            acc["loss"] += loss_sum / A
-            acc["mlm_loss"] += mlm_sum / A
-            acc["sop_loss"] += sop_sum / A
-            acc["gnorm"] += gnorm
-            acc["tokens"] += A * B * T
-            acc["flops"] += M.train_flops(model.config, A * B, T, n_predictions=n_pred,
-                                          sentence_head=cfg.sentence_task != "none")
-            acc["time"] += dt
-            acc["steps"] += 1
-            if step % cfg.log_every == 0 or step == stop:
-                k = acc["steps"]
-                rec = {"step": step, "loss": acc["loss"] / k, "mlm_loss": acc["mlm_loss"] / k,
-                       "mlm_accuracy": acc["mc"] / max(acc["mn"], 1), "lr": lr,
-                       "tokens_per_s": acc["tokens"] / acc["time"],
-                       "mfu": acc["flops"] / acc["time"] / peak, "grad_norm": acc["gnorm"] / k,
-                       "step_time_s": acc["time"] / k, "tokens": step * A * B * T}
-                if cfg.sentence_task != "none":
-                    rec["sop_loss"] = acc["sop_loss"] / k
-                    rec["sop_accuracy"] = acc["sc"] / max(acc["sn"], 1)
-                else:
-                    rec["sop_accuracy"] = None
-                if cfg.eval_every and step % cfg.eval_every == 0 and step != stop:
-                    rec.update(evaluate_pretraining(model, eval_ex, cfg))
-                if step == stop:
-                    rec.update(evaluate_pretraining(model, eval_ex, cfg))
-                mlog.write(rec)
-                summary.setdefault("first", rec)
-                summary["last"] = rec
+        with StopSignals() as signals:
+            while step < stop:
+                t0 = time.perf_counter()
+                if "before_step" in hooks:
+                    hooks["before_step"](step, model)
+                # data
+                batches = [model_inputs(next(stream), cfg.sentence_task) for _ in range(K)]
+                # step
+                lr = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+                in_step = True
+                stats = train_step(model, optimizer, batches, lr, comm=comm, clip_norm=cfg.clip_norm,
+                                   rngs=[dropout_root.fork(step, k) for k in range(K)])
+                in_step = False
+                if not stats.updated:
+                    raise _diverged(stats, step, out, last_ckpt)
+                step, data_state = step + 1, stream.state_dict()
+                synchronize(cfg.device)
+                acc.add(stats, tokens=comm.size * K * B * T, seconds=time.perf_counter() - t0,
+                        flops=metrics.train_flops(model.config, K * B, T, n_predictions=stats.mlm_count // comm.size,
+                                                  sentence_head=cfg.sentence_task != "none"))
+                # log and evaluate
+                if step % cfg.log_every == 0 or step == stop:
+                    rec = acc.record(step, lr, peak, cfg.sentence_task, tokens=step * comm.size * K * B * T)
+                    if step == stop or (cfg.eval_every and step % cfg.eval_every == 0):
+                        rec.update(evaluate_pretraining(model, eval_examples, cfg))
+                    mlog.write(rec)
+                    summary.setdefault("first", rec)
+                    summary["last"], acc = rec, RunningMetrics()
+                    if bar is not None:
+                        bar.set_postfix(_postfix(rec, cfg.sentence_task), refresh=False)
                 if bar is not None:
-                    post = {"loss": f"{rec['loss']:.3f}", "mlm_acc": f"{rec['mlm_accuracy']:.3f}"}
-                    if rec.get("sop_accuracy") is not None:
-                        post["sop_acc"] = f"{rec['sop_accuracy']:.3f}"
-                    post["tok/s"] = M.format_rate(rec["tokens_per_s"])
-                    post["mfu"] = f"{100 * rec['mfu']:.1f}%"
-                    bar.set_postfix(post, refresh=False)
-                acc = {k: (0.0 if isinstance(v, float) else 0) for k, v in acc.items()}
-            if bar is not None:
-                bar.update(1)
-            if step % cfg.checkpoint_every == 0 or step == stop:
-                save(step, data_state)
-    except KeyboardInterrupt:
+                    bar.update(1)
+                # checkpoint
+                if step % cfg.checkpoint_every == 0 or step == stop:
+                    save(step, data_state)
+                if signals.received:
+                    raise signals.interrupted()
+    except KeyboardInterrupt as e:
         # Save the last *finished* step with the data position where the next step starts
         # (the batches of an unfinished step are read again on resume). An interrupt inside
-        # the in-place update leaves torn parameters: then only the last checkpoint counts.
-        if in_update:
-            log(f"\ninterrupted during an update: resume from the last checkpoint (step {last_ckpt})")
-        else:
-            if step != last_ckpt:
-                save(step, data_state)
-            log(f"\ninterrupted: checkpoint at step {step} in {ck_dir}; continue with --resume")
+        # a step (no signal handler: not the main thread) may have torn the update.
+        if in_step:
+            log(f"\ninterrupted during a step: resume from the last checkpoint (step {last_ckpt})")
+            raise
+        if step != last_ckpt:
+            save(step, data_state)
+        msg = f"interrupted: checkpoint at step {step} in {ck_dir}; continue with --resume"
+        log("\n" + msg)
+        if isinstance(e, Interrupted):
+            raise Interrupted(e.signum, msg) from None
         raise
     finally:
         if bar is not None:
             bar.close()
         mlog.close()
-    summary["step"] = step
-    summary["checkpoint"] = str(ck_dir)
+    summary.update(step=step, checkpoint=str(ck_dir))
     if cfg.plots:
-        summary["plots"] = M.plot_metrics(M.read_metrics(out / METRICS_FILE), out / "plots")
+        summary["plots"] = metrics.plot_metrics(metrics.read_metrics(out / METRICS_FILE), out / "plots")
     return summary

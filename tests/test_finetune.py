@@ -235,3 +235,39 @@ def test_finetune_from_a_transformers_directory(model_dir, tmp_path):
             w.writerow([s, i % 2])
     res = finetune(_ft(hf_dir, tmp_path / "out", train=str(train), task="classification", epochs=1), log=_quiet)
     assert res["num_train"] + res["num_eval"] == 48 and 0.0 <= res["accuracy"] <= 1.0
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_overwrite_never_deletes_user_files_or_the_input(model_dir, tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": f"alpha beta {i}", "label": i % 2}) + "\n" for i in range(40)))
+    kw = dict(train=str(train), task="classification", epochs=1, overwrite=True)
+    # the user's thesis in --out: --overwrite refuses, naming it, and deletes nothing
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.tex").write_text("\\documentclass{article}")
+    with pytest.raises(ValueError, match=r"did not write \(thesis\.tex\)"):
+        finetune(_ft(model_dir, out, **kw), log=_quiet)
+    assert _snapshot(out) == {"thesis.tex": b"\\documentclass{article}"}
+    # --out = the --model directory: refused, the model it reads is kept
+    src = tmp_path / "pretrained"
+    shutil.copytree(model_dir, src)
+    before = _snapshot(src)
+    with pytest.raises(ValueError, match=r"an input of this run"):
+        finetune(_ft(src, src, **kw), log=_quiet)
+    assert _snapshot(src) == before
+    # a fine-tuning run of ours is replaced by --overwrite; run.json lists what it wrote
+    (out / "thesis.tex").unlink()
+    finetune(_ft(model_dir, out, **kw), log=_quiet)
+    files = json.loads((out / "run.json").read_text())["files"]
+    assert {"config.json", "model.safetensors", "eval_results.json"} <= set(files)
+    res = finetune(_ft(model_dir, out, **kw, seed=1), log=_quiet)
+    assert json.loads((out / "eval_results.json").read_text())["steps"] == res["steps"]
+    assert json.loads((out / "finetune_config.json").read_text())["seed"] == 1
+    # a bad flag: nothing written
+    with pytest.raises(ValueError, match=r"--clip-norm must be a positive number, got -1"):
+        finetune(_ft(model_dir, tmp_path / "o5", **dict(kw, clip_norm=-1.0)), log=_quiet)
+    assert not (tmp_path / "o5").exists()

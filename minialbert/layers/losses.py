@@ -20,12 +20,16 @@ def _upstream(dloss, like):
     return get_array_module(like).asarray(dloss, dtype=like.dtype)
 
 
-def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
+def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX, normalizer=None):
     """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
 
-    Inputs: logits (..., C), labels (...) integers in [0, C) or ``ignore_index``.
-    Returns: loss = mean over counted positions of -log softmax(logits)[label]
-    (NaN when no position counts, as PyTorch), cache."""
+    Inputs: logits (..., C), labels (...) integers in [0, C) or ``ignore_index``;
+    normalizer: what the summed loss is divided by (default: the number of counted
+    positions, i.e. the mean). A training step split into micro-batches (or ranks) passes
+    the count of the *whole* step, so that the pieces' losses and gradients add up to
+    those of one big batch exactly.
+    Returns: loss = sum over counted positions of -log softmax(logits)[label] / normalizer
+    (NaN when no position counts and no normalizer is given, as PyTorch), cache."""
     check_float("logits", logits)
     if tuple(labels.shape) != tuple(logits.shape[:-1]):
         raise ValueError(f"labels must have shape {tuple(logits.shape[:-1])} to match logits "
@@ -37,16 +41,17 @@ def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
     valid = y != ignore_index                                  # (N,)
     check_ids("labels", y[valid], C)
     y_safe = xp.where(valid, y, 0)
+    n_valid = valid.sum() if normalizer is None else xp.asarray(normalizer)   # the divisor
     if fused.use("cross_entropy", logits):                     # opt-in CUDA kernel (no (N, C) softmax kept)
         return fused.cross_entropy_forward(logits.reshape(-1, C), y_safe, valid,
-                                           valid.sum().astype(xp.float32), logits.shape, in_dtype)
+                                           n_valid.astype(xp.float32), logits.shape, in_dtype)
     z = upcast(logits).reshape(-1, C)                          # (N, C); float16 -> float32 sums
     # log softmax via the log-sum-exp trick: finite for logits of any finite size
     zmax = z.max(axis=-1, keepdims=True)
     e = xp.exp(z - zmax)
     sumexp = e.sum(axis=-1, keepdims=True)
     logp_y = (z[xp.arange(z.shape[0]), y_safe] - zmax[:, 0]) - xp.log(sumexp[:, 0])  # (N,)
-    n_valid = valid.sum().astype(z.dtype)                      # float: int64 / float32 would give float64
+    n_valid = n_valid.astype(z.dtype)                          # float: int64 / float32 would give float64
     loss = -(logp_y * valid).sum() / n_valid                   # 0-d; NaN if n_valid == 0
     P = e / sumexp                                             # (N, C) softmax, for backward
     return loss, (P, y_safe, valid, n_valid, logits.shape, in_dtype)
@@ -55,7 +60,7 @@ def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
 def cross_entropy_backward(dloss, cache):
     """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
 
-    dlogits = (softmax - onehot(label)) / N_counted on counted rows, 0 elsewhere."""
+    dlogits = (softmax - onehot(label)) / normalizer on counted rows, 0 elsewhere."""
     if isinstance(cache[0], str):                              # the fused forward's cache
         return fused.cross_entropy_backward(dloss, cache)
     P, y_safe, valid, n_valid, shape, in_dtype = cache
