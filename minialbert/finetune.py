@@ -28,7 +28,8 @@ from .config import AlbertConfig
 from .data.corpus import default_corpus_files, docs_of_source
 from .heads import (AlbertForQuestionAnswering, AlbertForSequenceClassification,
                     AlbertForTokenClassification)
-from .hf import HF_TOKENIZER_FILES, from_pretrained, save_tokenizer
+from .hf import from_pretrained
+from .hf_tokenizer import HF_TOKENIZER_FILES, save_tokenizer
 from .layers import IGNORE_INDEX
 from .metrics import MetricsLog, classification_metrics, regression_metrics, squad_metrics
 from .optim import OPTIMIZER_NAMES, layerwise_lr_multipliers, lr_at, make_optimizer
