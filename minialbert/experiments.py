@@ -263,11 +263,13 @@ def train_run(s: Settings, run: Run, data: dict, runs_dir: Path, log=print) -> R
     if prev == s.steps:
         log(f"run {run.name}: reusing the finished run in {out}")
     else:
-        if prev is not None:
+        if prev == -1:
+            cfg.overwrite = True                       # our own unfinished run: replace its files
+        elif prev is not None:
             cfg.resume = True                          # same settings, stopped early: continue it
         log(f"run {run.name}: {s.steps} steps ({run.sentence_task}, sharing {run.sharing}"
             + (f", E={run.embedding_size}" if run.embedding_size else "") + ")"
-            + (f", resuming at step {prev}" if prev is not None else ""))
+            + (f", resuming at step {prev}" if prev is not None and prev >= 0 else ""))
         pretrain(cfg, log=lambda m: None)
     run.wall_s = time.perf_counter() - t0
     run.out = str(out)
@@ -292,7 +294,7 @@ def _finished_step(out: Path, cfg) -> Optional[int]:
     if rec.get("fingerprint") != cfg.fingerprint():
         raise ValueError(f"--resume: {out} holds a run with other settings; use --overwrite")
     if find_checkpoint(out / "checkpoint") is None:
-        raise ValueError(f"--resume: {out} holds no checkpoint; use --overwrite")
+        return -1                                      # interrupted before its first checkpoint: start over
     return int(rec.get("step", 0))
 
 
