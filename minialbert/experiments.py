@@ -284,7 +284,8 @@ def train_run(s: Settings, run: Run, data: dict, runs_dir: Path, log=print) -> R
 
 def _finished_step(out: Path, cfg) -> Optional[int]:
     """The checkpointed step of an earlier run in ``out`` with the same settings (None: no
-    such run; a run with other settings is an error, never overwritten)."""
+    such run; -1: one interrupted before its first checkpoint; a run with other settings is an
+    error, never overwritten)."""
     f = out / "run.json"
     if not f.is_file():
         if out.exists() and any(out.iterdir()):
