@@ -218,3 +218,59 @@ def test_plots_draw_the_held_out_curves(tmp_path, monkeypatch):
     recs[0].update(eval_mlm_loss=6.0, eval_mlm_accuracy=0.05, eval_sop_accuracy=0.52)
     metrics.plot_metrics(recs, tmp_path)
     assert {"held-out mlm_accuracy", "held-out sop_accuracy", "held-out mlm_loss"} <= set(drawn)
+
+
+# -- held-out evaluation during pretraining on shards --------------------------------------
+
+@pytest.fixture(scope="module")
+def sop_shards(marked_corpus, tmp_path_factory):
+    path, _ = marked_corpus
+    out = tmp_path_factory.mktemp("sop") / "sop"
+    assert main(["data", "build", "-i", str(path), "-o", str(out), "--vocab-size", "120",
+                 "--max-seq-length", "32", "--heldout-fraction", "0.3", "--docs-per-shard", "7",
+                 "--workers", "1", "--quiet"]) == 0
+    return out
+
+
+PRETRAIN = ["--seq-len", "32", "--batch-size", "8", "--steps", "4", "--warmup", "1", "--log-every", "2",
+            "--checkpoint-every", "4", "--peak-tflops", "0.1", "--no-progress", "--no-plots"]
+
+
+def test_pretrain_on_shards_evaluates_the_heldout_split(sop_shards, tmp_path, capsys):
+    """--eval-every works for a --data run: DIR/heldout is found, evaluated every N steps and at
+    the end, and the last record equals `minialbert eval` of the final checkpoint."""
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(sop_shards), "--out", str(run), "--eval-every", "2",
+                 "--eval-size", "1000", *PRETRAIN]) == 0
+    recs = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [2, 4]
+    assert all("eval_mlm_accuracy" in r and "eval_sop_accuracy" in r for r in recs)
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(run), "--data", str(sop_shards / "heldout"), "--json", str(report)]) == 0
+    ev = json.loads(report.read_text())["results"][0]
+    assert recs[-1]["eval_mlm_accuracy"] == pytest.approx(ev["mlm_accuracy"], abs=1e-12)
+    assert recs[-1]["eval_sop_accuracy"] == pytest.approx(ev["pair_accuracy"], abs=1e-12)
+    # an explicit --eval-data, and a model with another E
+    run2 = tmp_path / "run2"
+    assert main(["pretrain", "--data", str(sop_shards), "--eval-data", str(sop_shards / "heldout"),
+                 "--embedding-size", "16", "--out", str(run2), *PRETRAIN]) == 0
+    assert json.loads((run2 / "checkpoint" / "config.json").read_text())["embedding_size"] == 16
+    assert "eval_sop_accuracy" in json.loads((run2 / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", ["no-heldout", "missing", "corpus"])
+def test_pretrain_eval_data_errors(case, built, sop_shards, marked_corpus, tmp_path, capsys):
+    """--eval-every on shards without a held-out split, a missing --eval-data, --eval-data
+    with --corpus: one line naming the flag, nothing written."""
+    import shutil
+
+    data = tmp_path / "plain"
+    shutil.copytree(sop_shards, data, ignore=shutil.ignore_patterns("heldout"))
+    args = {"no-heldout": ["--data", str(data), "--eval-every", "2"],
+            "missing": ["--data", str(sop_shards), "--eval-data", str(tmp_path / "nowhere")],
+            "corpus": ["--corpus", str(marked_corpus[0]), "--eval-data", str(sop_shards / "heldout")]}[case]
+    out = tmp_path / "run"
+    assert main(["pretrain", *args, "--out", str(out), *PRETRAIN]) == 1
+    err = capsys.readouterr().err
+    assert ("--eval-every" if case == "no-heldout" else "--eval-data") in err
+    assert not out.exists() or not any(out.iterdir())
