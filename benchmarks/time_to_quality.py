@@ -49,7 +49,8 @@ import numpy as np  # noqa: E402
 def make_data(cfg, quick: bool, log):
     """Tokenizer, batch stream and held-out examples of the recipe (the default pretrain's)."""
     from minialbert.data import create_pretraining_examples, load_default_corpus
-    from minialbert.data.pretraining import PretrainingStream, split_documents, tokenize_documents
+    from minialbert.data.heldout import split_documents
+    from minialbert.data.pretraining import PretrainingStream, tokenize_documents
     from minialbert.tokenizer import Tokenizer
 
     t0 = time.perf_counter()

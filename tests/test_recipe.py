@@ -1,11 +1,13 @@
 """The default pretraining recipe's data: the embedded corpus with the dependencies'
 docstrings, the document-level held-out split, and examples made on the fly (fresh pairs
 and masks every epoch, exactly resumable)."""
+import importlib
+
 import numpy as np
 import pytest
 
 from minialbert.data import corpus as corpus_mod
-from minialbert.data.pretraining import PretrainingStream, split_documents
+from minialbert.data.pretraining import PretrainingStream
 
 from test_data import FakeTokenizer, numbered_documents, original_ids  # noqa: F401
 
@@ -38,31 +40,29 @@ def test_default_corpus_reads_every_runtime_dependency():
 
 
 def test_default_corpus_with_packages_is_cached_and_deterministic(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path))
-    a = corpus_mod.load_default_corpus(packages=("scipy",))
-    assert len(list(tmp_path.glob("default-corpus-*.json"))) == 1
-    b = corpus_mod.load_default_corpus(packages=("scipy",))            # from the cache
-    c = corpus_mod.load_default_corpus(packages=("scipy",), cache=False)
+    # a small installed package stands in for SciPy (parsing SciPy takes seconds)
+    pkg = tmp_path / "site" / "docpkg"
+    (pkg / "tests").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('"""Interpolate the values of a table. It works on lists."""\n')
+    (pkg / "core.py").write_text('class Spline:\n    """A smooth curve through points."""\n\n'
+                                 '    def evaluate(self):\n        """Return the curve at x. Values outside raise."""\n')
+    (pkg / "tests" / "test_core.py").write_text('"""Tests are left out of the corpus."""\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path / "cache"))
+    stdlib_files = corpus_mod._stdlib_files()[:3]                     # the order is tested above
+    monkeypatch.setattr(corpus_mod, "_stdlib_files", lambda: stdlib_files)
+    a = corpus_mod.load_default_corpus(packages=("docpkg",))
+    assert len(list((tmp_path / "cache").glob("default-corpus-*.json"))) == 1
+    b = corpus_mod.load_default_corpus(packages=("docpkg",))            # from the cache
+    c = corpus_mod.load_default_corpus(packages=("docpkg",), cache=False)
     assert a == b == c
-    stdlib = corpus_mod.load_default_corpus(include_numpy=False, cache=False)
-    assert a[:len(stdlib)] == stdlib and len(a) > len(stdlib) + 300
-    assert any("interpolat" in s for d in a[len(stdlib):] for s in d)  # SciPy's docstrings are in
-
-
-# -- the held-out split ---------------------------------------------------------------
-def test_split_documents_is_document_level_and_deterministic(numbered):
-    train, held = split_documents(numbered, 0.1, seed=3)
-    assert len(held) == 30 and len(train) == 270
-    assert split_documents(numbered, 0.1, seed=3) == (train, held)
-    assert split_documents(numbered, 0.1, seed=4)[1] != held
-    # every document whole on one side, none on both, order kept
-    ids = lambda docs: [d[0][0] for d in docs]
-    assert sorted(ids(train) + ids(held)) == ids(numbered)
-    assert ids(train) == sorted(ids(train)) and ids(held) == sorted(ids(held))
-    assert not set(ids(train)) & set(ids(held))
-    assert len(split_documents(numbered[:3], 0.0, min_heldout=1)[1]) == 1
-    with pytest.raises(ValueError, match="heldout_fraction"):
-        split_documents(numbered, 1.0)
+    stdlib = corpus_mod.load_default_corpus(include_numpy=False)
+    assert a[:len(stdlib)] == stdlib
+    assert a[len(stdlib):] == [["Interpolate the values of a table.", "It works on lists."],
+                               ["A smooth curve through points.", "Return the curve at x.", "Values outside raise."]]
+    # a package that is not installed is skipped
+    assert corpus_mod.load_default_corpus(packages=("no_such_package_xyz",), cache=False) == stdlib
 
 
 # -- examples made on the fly ---------------------------------------------------------
@@ -116,3 +116,57 @@ def test_stream_batches_have_the_fixed_shape_and_budget(numbered):
         PretrainingStream(numbered, fake, 0, 64)
     with pytest.raises(ValueError, match="empty"):
         PretrainingStream([[]], fake, 8, 64)
+
+
+def test_stream_dupe_factor_makes_that_many_passes_per_epoch(numbered):
+    fake = FakeTokenizer()
+    one = PretrainingStream(numbered, fake, 8, 64, seed=0)
+    three = PretrainingStream(numbered, fake, 8, 64, seed=0, dupe_factor=3)
+    assert 2.5 * len(one.pairs(0)) < len(three.pairs(0)) < 3.5 * len(one.pairs(0))
+    with pytest.raises(ValueError, match="dupe_factor"):
+        three.load_state_dict(one.state_dict())
+
+
+# -- what pretrain uses ---------------------------------------------------------------
+def test_prepare_text_pretraining_holds_out_whole_documents(numbered):
+    from minialbert.data.pretraining import prepare_text_pretraining
+
+    fake = FakeTokenizer()
+    tok, stream, held, info = prepare_text_pretraining(numbered, fake, max_seq_length=64, batch_size=8,
+                                                       eval_size=64, seed=0)
+    assert info["heldout_documents"] == 10 and info["train_documents"] == 290      # 10 / 300 > 3%
+    assert 0 < len(held) <= 64 and info["examples_per_epoch"] == len(stream.pairs(0))
+    # an id tells its document: no held-out example holds a token of a training document
+    doc_of = lambda ids: {int(t) // 10_000 for t in ids if t >= 5}
+    train_docs = {d[0][0] // 10_000 for d in stream.docs}
+    held_docs = {d[0][0] // 10_000 for d in info["heldout"]}
+    assert len(train_docs) == 290 and not train_docs & held_docs
+    for e in held:
+        assert doc_of(original_ids(e)) <= held_docs
+    # too few documents to spare: held-out examples come from the training ones, with a note
+    notes = []
+    _, _, held2, info2 = prepare_text_pretraining(numbered[:5], fake, max_seq_length=64, batch_size=4,
+                                                  eval_size=16, log=notes.append)
+    assert info2["heldout_documents"] == 0 and len(held2) > 0 and "optimistic" in notes[0]
+    with pytest.raises(ValueError, match="tokenizer"):
+        prepare_text_pretraining(numbered, None)
+
+
+def test_time_to_quality_quick_runs(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_quality.py"
+    r = subprocess.run([sys.executable, str(script), "--quick", "--threads", "1", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| minialbert |" in r.stdout and "| PyTorch + HF |" in r.stdout and "ratio" in r.stdout
+    assert (tmp_path / "time_to_quality.png").stat().st_size > 0
+    import json
+    curves = json.loads((tmp_path / "curves.json").read_text())["curves"]
+    # the same initial weights and batches: both start from the same held-out scores
+    a, b = curves["minialbert"], curves["PyTorch + HF"]
+    assert a[0]["eval_mlm_accuracy"] == b[0]["eval_mlm_accuracy"] and len(a) == len(b) >= 3

@@ -2,8 +2,8 @@
 
 - :mod:`.corpus`: the embedded default corpus (docstrings of the stdlib, NumPy, SciPy, matplotlib) and the user's text files.
 - :mod:`.pretraining`: ``create_pretraining_examples`` (spec §5), ``collate``, ``iterate_batches``,
-  ``PretrainingStream`` (examples made on the fly, fresh pairs and masks every epoch),
-  ``split_documents`` (document-level held-out split).
+  ``PretrainingStream`` (examples made on the fly, fresh pairs and masks every epoch).
+- :mod:`.heldout`: ``split_documents`` (document-level held-out split).
 - :mod:`.shards`: ``build_shards`` (atomic .npz shards + manifest.json), ``ShardLoader`` and
   ``ExampleLoader`` (resumable shuffled batches).
 """
@@ -11,6 +11,7 @@ from .corpus import (corpus_hash, load_default_corpus, load_text_corpus,  # noqa
                      read_text_file, split_sentences)
 from .pretraining import (SENTENCE_TASKS, PretrainingStream, check_data_args, collate,  # noqa: F401
                           create_pretraining_examples, iterate_batches, mask_tokens,
-                          split_documents, tokenize_documents, word_start_table)
+                          tokenize_documents, word_start_table)
+from .heldout import split_documents  # noqa: F401
 from .shards import (ExampleLoader, ShardLoader, build_shards, examples_to_arrays,  # noqa: F401
                      read_manifest)

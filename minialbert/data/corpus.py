@@ -163,7 +163,7 @@ def default_corpus_files(include_numpy: bool = True, packages=None) -> list[Path
     """The source files the default corpus is read from, in corpus order: the standard
     library's, then each package's of ``packages`` (default :data:`DEFAULT_PACKAGES` when
     ``include_numpy``, none otherwise) that is installed."""
-    files = _stdlib_files()
+    files = list(_stdlib_files())
     for name in _resolve_packages(include_numpy, packages):
         files.extend(_package_files(name))
     return files

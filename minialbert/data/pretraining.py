@@ -428,7 +428,8 @@ class PretrainingStream:
     returns) or documents of sentence strs (tokenized here); tokenizer; batch_size B;
     max_seq_length T; seed; sentence_task, masked_lm_prob, max_predictions_per_seq,
     max_ngram, short_seq_prob, one_sentence_random_b: as :func:`create_pretraining_examples`;
-    epochs: passes over the documents (None: forever).
+    epochs: epochs to serve (None: forever); dupe_factor: passes over the documents per
+    epoch, each with its own cuts, shuffled together (the reference's meaning).
 
     Yields: batches as :func:`collate` returns, padded to (B, T) and P = max_predictions_per_seq.
     """
@@ -436,9 +437,9 @@ class PretrainingStream:
     def __init__(self, docs, tokenizer, batch_size: int, max_seq_length: int, seed: int = 0,
                  sentence_task: str = "sop", masked_lm_prob: float = 0.15, max_predictions_per_seq: int = 20,
                  max_ngram: int = 3, short_seq_prob: float = 0.1, one_sentence_random_b: bool = False,
-                 epochs: int | None = None):
+                 epochs: int | None = None, dupe_factor: int = 1):
         check_data_args(max_seq_length, sentence_task, masked_lm_prob, max_predictions_per_seq, max_ngram,
-                        short_seq_prob)
+                        short_seq_prob, dupe_factor)
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be an int >= 1")
         if epochs is not None and epochs < 1:
@@ -455,7 +456,7 @@ class PretrainingStream:
         self.sentence_task, self.masked_lm_prob = sentence_task, float(masked_lm_prob)
         self.max_predictions_per_seq, self.max_ngram = int(max_predictions_per_seq), int(max_ngram)
         self.short_seq_prob, self.one_sentence_random_b = float(short_seq_prob), bool(one_sentence_random_b)
-        self.epochs = epochs
+        self.epochs, self.dupe_factor = epochs, int(dupe_factor)
         self._start_table = word_start_table(tokenizer)
         self.epoch, self.offset, self.batches_yielded = 0, 0, 0
         self._pairs_epoch, self._pairs = None, None
@@ -466,9 +467,10 @@ class PretrainingStream:
             rng = np.random.default_rng([self.seed, epoch])
             docs = [self.docs[i] for i in rng.permutation(len(self.docs))]
             out = []
-            for di in range(len(docs)):
-                out.extend(_instances_from_document(docs, di, self.max_seq_length, self.short_seq_prob,
-                                                    self.sentence_task, self.one_sentence_random_b, rng))
+            for _ in range(self.dupe_factor):
+                for di in range(len(docs)):
+                    out.extend(_instances_from_document(docs, di, self.max_seq_length, self.short_seq_prob,
+                                                        self.sentence_task, self.one_sentence_random_b, rng))
             if not out:
                 raise ValueError("docs: no example can be made from these documents")
             self._pairs = [out[i] for i in rng.permutation(len(out))]
@@ -516,33 +518,70 @@ class PretrainingStream:
         """Where the next batch starts: plain ints, JSON-safe."""
         return {"seed": self.seed, "epoch": self.epoch, "offset": self.offset,
                 "batch_size": self.batch_size, "batches_yielded": self.batches_yielded,
-                "num_documents": len(self.docs)}
+                "num_documents": len(self.docs), "dupe_factor": self.dupe_factor}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume at a position saved by :meth:`state_dict` (same documents, options, seed)."""
         if state.get("num_documents", len(self.docs)) != len(self.docs):
             raise ValueError(f"state: saved for {state['num_documents']} documents, this stream has "
                              f"{len(self.docs)}")
-        if state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"state: saved with seed={state['seed']}, this stream has seed={self.seed}")
+        for k in ("seed", "dupe_factor", "batch_size"):
+            if state.get(k, getattr(self, k)) != getattr(self, k):
+                raise ValueError(f"state: saved with {k}={state[k]}, this stream has {k}={getattr(self, k)}")
         self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
         self.batches_yielded = int(state.get("batches_yielded", 0))
 
 
-def split_documents(documents, heldout_fraction: float = 0.02, seed: int = 0, min_heldout: int = 1):
-    """A document-level held-out split: (train_docs, heldout_docs).
 
-    Every document goes wholly to one side, so no held-out sentence is ever trained on (an
-    example-level split leaks: neighbouring pairs of one document share sentences, and
-    repeated passes re-use every sentence). The held-out documents are a
-    ``default_rng(seed)`` choice of ``max(min_heldout, round(heldout_fraction * N))`` of
-    the N documents; both lists keep the corpus order.
+def prepare_text_pretraining(documents, tokenizer=None, *, vocab_size: int = 3000, max_seq_length: int = 64,
+                             batch_size: int = 32, seed: int = 0, sentence_task: str = "sop",
+                             max_predictions_per_seq: int = 20, dupe_factor: int = 1, eval_size: int = 256,
+                             heldout_fraction: float = 0.03, min_heldout_documents: int = 10, log=None):
+    """Tokenizer, training stream and held-out examples for pretraining on text documents.
+
+    Whole documents are held out (:func:`minialbert.data.heldout.split_documents`,
+    ``max(heldout_fraction, min_heldout_documents / N)`` of the N documents, at most 20%),
+    so no held-out sentence is ever trained on; the tokenizer (unless given) is trained on
+    the training documents only; training batches come from a :class:`PretrainingStream`
+    (fresh pairs and masks every epoch); the held-out examples are made once, with seed
+    ``seed + 1``, the first ``eval_size`` of them kept. A corpus of fewer than
+    ``2 * min_heldout_documents`` documents cannot spare whole documents: then the held-out
+    examples come from the training documents (an optimistic score; ``log`` says so).
+
+    Inputs: documents (lists of sentence strs, or of token-id lists with their
+    ``tokenizer``); the rest as :class:`PretrainingStream` and
+    :func:`create_pretraining_examples`.
+    Returns: (tokenizer, stream, heldout_examples, info) with info a dict of counts and the
+    held-out documents (``info["heldout"]``).
     """
-    documents = list(documents)
+    from ..tokenizer import Tokenizer  # noqa: PLC0415
+    from .heldout import split_documents  # noqa: PLC0415
+
+    documents = [d for d in documents if d]
     n = len(documents)
-    if not 0.0 <= heldout_fraction < 1.0:
-        raise ValueError(f"heldout_fraction={heldout_fraction}: must be in [0, 1)")
-    k = min(n - 1, max(int(min_heldout), int(round(heldout_fraction * n)))) if n > 1 else 0
-    held = np.zeros(n, dtype=bool)
-    held[np.random.default_rng(seed).permutation(n)[:k]] = True
-    return ([d for d, h in zip(documents, held) if not h], [d for d, h in zip(documents, held) if h])
+    if n >= 2 * min_heldout_documents:
+        frac = min(0.2, max(heldout_fraction, min_heldout_documents / n))
+        train_docs, held_docs = split_documents(documents, frac, seed=seed)
+    else:
+        train_docs, held_docs = documents, []
+    pretokenized = bool(documents) and not isinstance(documents[0][0], str)
+    if tokenizer is None:
+        if pretokenized:
+            raise ValueError("tokenizer: documents of token ids need their tokenizer")
+        tokenizer = Tokenizer.train(train_docs, vocab_size=vocab_size)
+    train_tok = train_docs if pretokenized else tokenize_documents(train_docs, tokenizer)
+    stream = PretrainingStream(train_tok, tokenizer, batch_size, max_seq_length, seed=seed,
+                               sentence_task=sentence_task, max_predictions_per_seq=max_predictions_per_seq,
+                               dupe_factor=dupe_factor)
+    source = held_docs or train_tok
+    held = create_pretraining_examples(source, tokenizer, max_seq_length=max_seq_length, seed=seed + 1,
+                                       sentence_task=sentence_task,
+                                       max_predictions_per_seq=max_predictions_per_seq)[:eval_size]
+    if not held_docs and log is not None:
+        log(f"note: only {n} documents: the held-out examples are drawn from the training documents "
+            f"(held-out scores are optimistic; give {2 * min_heldout_documents}+ documents for a "
+            "document-level split)")
+    info = {"documents": n, "train_documents": len(train_docs), "heldout_documents": len(held_docs),
+            "examples_per_epoch": len(stream.pairs(0)), "heldout_examples": len(held),
+            "heldout": held_docs}
+    return tokenizer, stream, held, info
