@@ -101,14 +101,16 @@ if $PY -c "import xdist" 2> /dev/null; then XDIST="-n 8"; fi
 
 if [ $DRY -eq 1 ]; then
   # ---- the same stages on the CPU, tiny -------------------------------------------------------
-  stage gpu-tests 120 "gpu_tests.log (collection only)" -- \
-    $PY -m pytest -m gpu tests/ -q -p no:cacheprovider --collect-only
+  stage gpu-tests 120 "gpu-tests.log (collection only)" -- \
+    $PY -m pytest -m gpu tests/test_precision.py tests/test_fused.py -q -p no:cacheprovider --collect-only
   stage bench 300 "bench/results.md" -- \
-    $PY benchmarks/gpu_bench.py --dry-run --precision fp16 --out "$OUT/bench"
+    $PY benchmarks/gpu_bench.py --dry-run --precision fp16 --configs base --out "$OUT/bench"
+  $PY -c "from minialbert.data import load_default_corpus as c; import sys; \
+open(sys.argv[1], 'w').write('\n\n'.join('\n'.join(d) for d in c()[:150]))" "$OUT/corpus.txt"
   stage pretrain 300 "pretrain/ (tiny, 4 steps, cpu)" -- \
-    $PY -m minialbert pretrain --preset tiny --precision fp16 --steps 4 --warmup 1 --batch-size 4 \
-      --seq-len 32 --log-every 1 --checkpoint-every 2 --no-plots --no-progress \
-      --out "$OUT/pretrain" --overwrite
+    $PY -m minialbert pretrain --preset tiny --precision fp16 --corpus "$OUT/corpus.txt" --vocab-size 400 \
+      --steps 4 --warmup 1 --batch-size 4 --seq-len 32 --log-every 1 --checkpoint-every 2 --eval-size 16 \
+      --no-plots --no-progress --out "$OUT/pretrain" --overwrite
   # (notebook 10 runs in full at CPU scale in tests/test_notebooks.py; here only parsed)
   stage notebook 60 "notebook.log (parsed only)" -- \
     $PY -c "import ast; ast.parse(open('notebooks/10_gpu.py').read()); print('notebooks/10_gpu.py parses')"

@@ -34,6 +34,7 @@ from .layers import IGNORE_INDEX
 from .metrics import MetricsLog, classification_metrics, regression_metrics, squad_metrics
 from .optim import OPTIMIZER_NAMES, layerwise_lr_multipliers, lr_at, make_optimizer
 from .options import option
+from .precision import PRECISIONS, check_precision, make_scaler
 from .rundir import RunDir, write_json_atomic
 from .step import RunningMetrics, TrainingDiverged, train_step
 from .tasks import (Task, load_qa_task, load_sequence_task, load_token_task, qa_features,
@@ -80,6 +81,9 @@ class FinetuneConfig:
     seed: int = option(0, "head init, data order, dropout")
     device: str = option("cpu", "cpu or gpu (CuPy)", choices=("cpu", "gpu"))
     dtype: str = option("float32", "parameter and activation dtype", choices=("float32", "float64"))
+    precision: str = option("fp32", "arithmetic: fp32; fp16 or bf16 (float32 master weights, float16/bfloat16 "
+                            "matmuls and activations; fp16 with a dynamic loss scale); tf32 (GPU only)",
+                            choices=PRECISIONS)
     out: str = option("runs/finetune", "output directory", metavar="DIR")
     overwrite: bool = option(False, "replace a fine-tuning run in --out (only what minialbert wrote there)")
     progress: bool = option(True, "no progress bar", flag="--no-progress")
@@ -94,6 +98,7 @@ class FinetuneConfig:
             raise ValueError(f"--optimizer: expected one of {OPTIMIZER_NAMES}, got {self.optimizer!r}")
         check_device(self.device)
         resolve_dtype(self.dtype)
+        check_precision(self.precision, self.device, self.dtype)
         try:
             codecs.lookup(self.encoding)
         except (LookupError, TypeError):
@@ -320,6 +325,8 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
         raise ValueError(f"--batch-size {cfg.batch_size} is larger than the data: only {N} training "
                          f"{'windows' if task.kind == 'question_answering' else 'examples'}")
     model = _load_model(model_dir, task, cfg, tok)
+    model.set_precision(cfg.precision)
+    scaler = make_scaler(cfg.precision)                 # fp16: the dynamic loss scale; else None
     if cfg.device != "cpu":
         model.to(cfg.device)
     steps_per_epoch = N // cfg.batch_size
@@ -347,12 +354,15 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
             for s in range(steps_per_epoch):
                 batch = _batch(train_f, order[s * cfg.batch_size:(s + 1) * cfg.batch_size], task.kind)
                 lr = lr_at(step, cfg.lr, warmup, total)
-                stats = train_step(model, opt, [batch], lr, clip_norm=cfg.clip_norm, rngs=[root.fork(step)])
-                if not stats.updated:
+                stats = train_step(model, opt, [batch], lr, clip_norm=cfg.clip_norm, rngs=[root.fork(step)],
+                                   scaler=scaler)
+                # fp16: an overflow skips the step (scale halved) and training goes on
+                if not stats.updated and (scaler is None or scaler.at_minimum):
                     raise TrainingDiverged(f"the loss became {stats.loss} (gradient norm {stats.grad_norm}) "
                                            f"at step {step + 1}; training stopped before the update: lower --lr")
                 step += 1
-                acc.add(stats)
+                if stats.updated:
+                    acc.add(stats)
                 if bar is not None:
                     bar.set_postfix(loss=f"{stats.loss:.3f}", refresh=False)
                     bar.update(1)
@@ -360,6 +370,8 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
             rec = {"step": step, "epoch": epoch + 1, "loss": acc.loss / max(acc.steps, 1),
                    "lr": lr, "epoch_time_s": time.perf_counter() - t0,
                    **{k: v for k, v in res.items() if not k.startswith("_")}}
+            if scaler is not None:
+                rec.update(loss_scale=scaler.scale, skipped_steps=scaler.skipped_steps)
             mlog.write(rec)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in rec.items()
                               if k not in ("step", "epoch", "lr", "epoch_time_s") and isinstance(v, float))

@@ -80,6 +80,16 @@ def resolve_precision(precision="fp32", device: str = "cpu", arg: str = "--preci
     return Precision(name, np.dtype(np.float32), False)
 
 
+def check_precision(precision: str, device: str, dtype: str = "float32") -> Precision:
+    """The ``--precision`` flag checked against ``--device`` and ``--dtype`` (ValueError naming
+    the flags): tf32 needs a GPU; fp16/bf16 keep float32 master weights."""
+    p = resolve_precision(precision, device)
+    if p.mixed and str(dtype) != "float32":
+        raise ValueError(f"--precision {p.name} keeps float32 master weights: --dtype must be float32, "
+                         f"got {dtype}")
+    return p
+
+
 def activate(precision: Precision, device: str) -> None:
     """Process-wide switches a precision needs before the first matmul (tf32: CuPy's TF32
     mode for float32 GEMMs). A no-op for the others."""

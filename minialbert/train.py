@@ -42,6 +42,7 @@ from .heads import AlbertForMaskedLM, AlbertForPreTraining
 from .layers import IGNORE_INDEX
 from .optim import OPTIMIZER_NAMES, lr_at, make_optimizer
 from .options import option
+from .precision import PRECISIONS, check_precision, make_scaler
 from .rundir import Interrupted, RunDir, RunDirError, StopSignals, write_json_atomic
 from .step import RunningMetrics, SingleProcess, StepStats, TrainingDiverged, pretraining_stats, train_step
 from .tokenizer import Tokenizer
@@ -117,6 +118,9 @@ class PretrainConfig:
     seed: int = option(0, "model init, data order, masks, dropout", group=_OPT)
     device: str = option("cpu", "cpu or gpu (CuPy)", group=_RUN, choices=("cpu", "gpu"))
     dtype: str = option("float32", "parameter and activation dtype", group=_RUN, choices=("float32", "float64"))
+    precision: str = option("fp32", "arithmetic: fp32; fp16 or bf16 (float32 master weights, float16/bfloat16 "
+                            "matmuls and activations; fp16 with a dynamic loss scale); tf32 (GPU only). "
+                            "See docs/training/mixed-precision.md", group=_RUN, choices=PRECISIONS)
     out: str = option("runs/pretrain", "output directory", group=_RUN, metavar="DIR")
     resume: bool = option(False, "continue the run in --out up to --steps", group=_RUN)
     overwrite: bool = option(False, "replace a run already in --out (only what minialbert wrote there)", group=_RUN)
@@ -141,6 +145,7 @@ class PretrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')}: expected one of {choices}, got {getattr(self, name)!r}")
         check_device(self.device)
         resolve_dtype(self.dtype)
+        check_precision(self.precision, self.device, self.dtype)
         for name in ("seq_len", "batch_size", "grad_accum", "steps", "checkpoint_every",
                      "log_every", "dupe_factor", "max_predictions", "vocab_size", "eval_size"):
             if int(getattr(self, name)) < 1:
@@ -176,6 +181,8 @@ class PretrainConfig:
 
     def fingerprint(self) -> str:
         d = {k: getattr(self, k) for k in FINGERPRINT_FIELDS}
+        if self.precision != "fp32":        # changes the trajectory; fp32 runs keep their old hash
+            d["precision"] = self.precision
         for k in ("corpus", "data"):
             if d[k] is not None:
                 d[k] = str(Path(d[k]).resolve())
@@ -287,7 +294,7 @@ def build_model(cfg: PretrainConfig, vocab_size: int):
         overrides["max_position_embeddings"] = cfg.seq_len
     mc = AlbertConfig.from_preset(cfg.preset, **overrides)
     cls = AlbertForMaskedLM if cfg.sentence_task == "none" else AlbertForPreTraining
-    model = cls(mc, seed=cfg.seed, dtype=cfg.dtype)
+    model = cls(mc, seed=cfg.seed, dtype=cfg.dtype, precision=cfg.precision)
     if cfg.device != "cpu":
         model.to(cfg.device)
     return model
@@ -349,8 +356,9 @@ def claim_out_dir(cfg: PretrainConfig) -> Optional[dict]:
     return run
 
 
-def _resume(cfg: PretrainConfig, run: dict, model, optimizer, stream, data_hash, log) -> int:
-    """Restore the checkpoint of ``run`` into model, optimiser and data stream; its step."""
+def _resume(cfg: PretrainConfig, run: dict, model, optimizer, stream, data_hash, log, scaler=None) -> int:
+    """Restore the checkpoint of ``run`` into model, optimiser, data stream (and the fp16 loss
+    scaler); its step."""
     ck_dir = Path(cfg.out) / CHECKPOINT_DIR
     state = ckpt.load_checkpoint(ck_dir, model, optimizer)
     extra = state.get("extra", {})
@@ -368,6 +376,11 @@ def _resume(cfg: PretrainConfig, run: dict, model, optimizer, stream, data_hash,
         raise ValueError(f"--stop-at {cfg.stop_at}: the checkpoint is already at step {start}; "
                          f"pass a later --stop-at (up to --steps {cfg.steps}) or none")
     stream.load_state_dict(extra["data_state"])
+    if scaler is not None:
+        if "loss_scaler" not in extra:
+            raise ValueError(f"--resume: {ck_dir} holds no loss-scaler state, which an fp16 run writes; "
+                             "was it written by another version of minialbert?")
+        scaler.load_state_dict(extra["loss_scaler"])
     if run.get("config", {}).get("steps") != cfg.steps:
         log(f"note: --steps changed from {run['config'].get('steps')} to {cfg.steps}: "
             "the LR decay now ends at the new total")
@@ -419,7 +432,8 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
     model = build_model(cfg, tok.vocab_size)
     optimizer = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     dropout_root = Random(cfg.seed, device=cfg.device).fork(2)
-    start = _resume(cfg, run, model, optimizer, stream, data_hash, log) if run else 0
+    scaler = make_scaler(cfg.precision)                         # fp16: the dynamic loss scale; else None
+    start = _resume(cfg, run, model, optimizer, stream, data_hash, log, scaler) if run else 0
     rd = RunDir(out, RUN_FILES)
     if run is None:
         rd.clear(rd.record() if out.is_dir() else None)       # --overwrite: what minialbert wrote
@@ -432,7 +446,8 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
     mlog = metrics.MetricsLog(out / METRICS_FILE, resume_step=start if run else None)
 
     K, B, T = cfg.grad_accum, cfg.batch_size, cfg.seq_len
-    peak = cfg.peak_tflops * 1e12 if cfg.peak_tflops else metrics.measure_peak_flops(cfg.device, cfg.dtype)
+    peak = (cfg.peak_tflops * 1e12 if cfg.peak_tflops else
+            metrics.measure_peak_flops(cfg.device, model.compute_dtype.name))  # fp16: the fp16 matmul peak
     stop = min(cfg.stop_at, cfg.steps) if cfg.stop_at else cfg.steps
     log(f"model: {model!r}; {cfg.optimizer} lr {cfg.lr:g} warmup {cfg.warmup}; "
         f"B={B}x{K} T={T}; steps {start}->{stop}; peak {peak / 1e9:.0f} GFLOP/s ({cfg.device})")
@@ -440,9 +455,11 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
 
     def save(step, data_state):
         nonlocal last_ckpt
-        ckpt.save_checkpoint(ck_dir, model, optimizer, step=step, rng=dropout_root,
-                             extra={"data_state": data_state, "data_hash": data_hash,
-                                    "run_id": run_id, "fingerprint": cfg.fingerprint()},
+        extra = {"data_state": data_state, "data_hash": data_hash,
+                 "run_id": run_id, "fingerprint": cfg.fingerprint()}
+        if scaler is not None:
+            extra["loss_scaler"] = scaler.state_dict()
+        ckpt.save_checkpoint(ck_dir, model, optimizer, step=step, rng=dropout_root, extra=extra,
                              files={TOKENIZER_FILE: tok.model_proto})
         last_ckpt = run_record["step"] = step
         write_json_atomic(out / RUN_FILE, run_record)
@@ -463,18 +480,27 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
                 lr = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
                 in_step = True
                 stats = train_step(model, optimizer, batches, lr, comm=comm, clip_norm=cfg.clip_norm,
-                                   rngs=[dropout_root.fork(step, k) for k in range(K)])
+                                   rngs=[dropout_root.fork(step, k) for k in range(K)], scaler=scaler)
                 in_step = False
-                if not stats.updated:
+                # fp16: an overflow skips the step (no update; the scaler halved its scale) and the
+                # run goes on, unless the scale is already at its floor (then the forward overflows)
+                if not stats.updated and (scaler is None or scaler.at_minimum):
                     raise _diverged(stats, step, out, last_ckpt)
                 step, data_state = step + 1, stream.state_dict()
                 synchronize(cfg.device)
-                acc.add(stats, tokens=comm.size * K * B * T, seconds=time.perf_counter() - t0,
-                        flops=metrics.train_flops(model.config, K * B, T, n_predictions=stats.mlm_count // comm.size,
-                                                  sentence_head=cfg.sentence_task != "none"))
+                if stats.updated:               # a skipped step's loss (inf/NaN) stays out of the means
+                    acc.add(stats, tokens=comm.size * K * B * T, seconds=time.perf_counter() - t0,
+                            flops=metrics.train_flops(model.config, K * B, T,
+                                                      n_predictions=stats.mlm_count // comm.size,
+                                                      sentence_head=cfg.sentence_task != "none"))
                 # log and evaluate
                 if step % cfg.log_every == 0 or step == stop:
-                    rec = acc.record(step, lr, peak, cfg.sentence_task, tokens=step * comm.size * K * B * T)
+                    if acc.steps:
+                        rec = acc.record(step, lr, peak, cfg.sentence_task, tokens=step * comm.size * K * B * T)
+                    else:                       # every step since the last record was skipped
+                        rec = {"step": step, "lr": lr, "tokens": step * comm.size * K * B * T}
+                    if scaler is not None:      # fp16: the scale now in force, skipped steps so far
+                        rec.update(loss_scale=scaler.scale, skipped_steps=scaler.skipped_steps)
                     if step == stop or (cfg.eval_every and step % cfg.eval_every == 0):
                         rec.update(evaluate_pretraining(model, eval_examples, cfg))
                     mlog.write(rec)

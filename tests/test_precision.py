@@ -15,6 +15,7 @@ fp16); independent rounding errors add like a random walk, sqrt(n) u = 5.3e-3 (b
 We require the global relative error of the gradient <= sqrt(n) u and every tensor's <= 2
 sqrt(n) u; measured: fp16 1.2e-3 global, 2.2e-3 worst tensor; bf16 1.0e-2, 1.5e-2.
 """
+import json
 import math
 
 import numpy as np
@@ -414,3 +415,161 @@ def test_gpu_fp16_attention_products_do_not_run_in_fp32():
         res = benchmark(backend.batched_matmul, (a, b), n_repeat=20, n_warmup=3)
         times[np.dtype(dt).name] = float(np.median(res.gpu_times))
     assert times["float16"] * 2 <= times["float32"], times
+
+
+# ---------------------------------------------------------------------------------------
+# the pretraining loop in fp16: --precision, skipped steps, metrics, exact resume
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """200 documents of the embedded corpus as a text file (as tests/test_train.py)."""
+    from minialbert.data import load_default_corpus
+
+    docs = load_default_corpus(include_numpy=False)[:200]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n\n".join("\n".join(d) for d in docs), encoding="utf-8")
+    return str(path)
+
+
+def _fp16_run(corpus, out, **kw):
+    from minialbert.train import PretrainConfig
+
+    base = dict(corpus=corpus, vocab_size=400, seq_len=32, batch_size=8, steps=6, lr=3e-3, warmup=2,
+                optimizer="adamw", out=str(out), progress=False, log_every=1, checkpoint_every=3,
+                eval_size=32, peak_tflops=0.1, plots=False, precision="fp16")
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+def _overflow_at(bad_step, snapshots=None):
+    """A before_step hook: at step ``bad_step`` the backward leaves an inf in one gradient (as a
+    float16 overflow would); ``snapshots`` collects the parameters before every step."""
+    def hook(step, model):
+        if snapshots is not None:
+            snapshots.append({k: np.array(v, copy=True) for k, v in model.params.items()})
+        model.__dict__.pop("backward", None)
+        if step == bad_step:
+            plain = type(model).backward
+
+            def backward(grad_outputs=None):
+                plain(model, grad_outputs)
+                model.grads["encoder.ffn.0.ffn.weight"][0, 0] = np.inf
+            model.backward = backward
+    return hook
+
+
+def test_pretrain_fp16_skips_exactly_the_overflowing_step_and_logs_the_scale(corpus, tmp_path):
+    from minialbert import metrics as M
+    from minialbert.train import pretrain
+
+    snaps = []
+    cfg = _fp16_run(corpus, tmp_path / "r", steps=20, log_every=1, checkpoint_every=20)
+    pretrain(cfg, log=lambda *a, **k: None, hooks={"before_step": _overflow_at(4, snaps)})
+    recs = M.read_metrics(tmp_path / "r" / "metrics.jsonl")
+    assert [r["step"] for r in recs] == list(range(1, 21))
+    # the 5th step (index 4) was skipped: weights unchanged across it, changed across every
+    # other (but the first, whose warm-up learning rate is 0)
+    for k in snaps[4]:
+        np.testing.assert_array_equal(snaps[4][k], snaps[5][k])
+    assert all(any(not np.array_equal(snaps[i][k], snaps[i + 1][k]) for k in snaps[i])
+               for i in range(1, len(snaps) - 1) if i != 4)
+    assert [r["skipped_steps"] for r in recs] == [0] * 4 + [1] * 16
+    assert [r["loss_scale"] for r in recs] == [2.0 ** 16] * 4 + [2.0 ** 15] * 16
+    # the old fields are all there, and the loss falls (fp16 trains)
+    for k in ("loss", "mlm_loss", "mlm_accuracy", "lr", "tokens_per_s", "mfu", "grad_norm"):
+        assert all(k in r for r in recs if r["step"] != 5), k
+    first = np.mean([r["mlm_loss"] for r in recs[:3]])
+    last = np.mean([r["mlm_loss"] for r in recs[-3:]])
+    assert first - last > 0.5, (first, last)
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["config"]["precision"] == "fp16"
+
+
+def test_pretrain_fp16_resume_is_exact_with_the_scaler_state(corpus, tmp_path):
+    from minialbert import checkpoint as ckpt
+    from minialbert import metrics as M
+    from minialbert.train import pretrain
+
+    quiet = lambda *a, **k: None  # noqa: E731
+    pretrain(_fp16_run(corpus, tmp_path / "full"), log=quiet, hooks={"before_step": _overflow_at(1)})
+    pretrain(_fp16_run(corpus, tmp_path / "part", stop_at=3), log=quiet, hooks={"before_step": _overflow_at(1)})
+    state = ckpt.load_checkpoint(tmp_path / "part" / "checkpoint")
+    assert state["extra"]["loss_scaler"]["scale"] == 2.0 ** 15
+    assert state["extra"]["loss_scaler"]["skipped_steps"] == 1
+    pretrain(_fp16_run(corpus, tmp_path / "part", resume=True), log=quiet)
+    a = ckpt.load_checkpoint(tmp_path / "full" / "checkpoint")
+    b = ckpt.load_checkpoint(tmp_path / "part" / "checkpoint")
+    for k in a["model_state"]:
+        np.testing.assert_array_equal(a["model_state"][k], b["model_state"][k])
+    for k in a["optimizer_state"]["m"]:
+        np.testing.assert_array_equal(a["optimizer_state"]["m"][k], b["optimizer_state"]["m"][k])
+    assert a["extra"]["loss_scaler"] == b["extra"]["loss_scaler"]
+    ra = M.read_metrics(tmp_path / "full" / "metrics.jsonl")
+    rb = M.read_metrics(tmp_path / "part" / "metrics.jsonl")
+    keys = ("step", "loss", "mlm_loss", "loss_scale", "skipped_steps")
+    assert [[r.get(k) for k in keys] for r in ra] == [[r.get(k) for k in keys] for r in rb]
+
+
+def test_precision_flag_errors_write_nothing(corpus, tmp_path):
+    from minialbert.train import pretrain
+
+    for kw, msg in ((dict(precision="tf32"), r"--precision tf32 needs a GPU"),
+                    (dict(precision="fp16", dtype="float64"), r"--precision fp16 keeps float32 master weights"),
+                    (dict(precision="half"), r"--precision: expected one of")):
+        with pytest.raises(ValueError, match=msg):
+            pretrain(_fp16_run(corpus, tmp_path / "r", **kw), log=lambda *a, **k: None)
+        assert not (tmp_path / "r").exists()
+
+
+def test_fp32_runs_keep_their_fingerprint():
+    # --precision joined the run's fingerprint only for fp16/bf16/tf32: an fp32 run of before
+    # still resumes
+    from minialbert.train import FINGERPRINT_FIELDS, PretrainConfig
+
+    a = PretrainConfig()
+    d = {k: getattr(a, k) for k in FINGERPRINT_FIELDS}
+    import hashlib
+    assert a.fingerprint() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    assert PretrainConfig(precision="fp16").fingerprint() != a.fingerprint()
+
+
+def test_finetune_fp16_learns_an_easy_task_and_saves_float32(tmp_path):
+    import csv
+
+    from minialbert import metrics as M
+    from minialbert.finetune import FinetuneConfig, finetune
+    from minialbert.tokenizer import Tokenizer
+
+    words = ("alpha beta gamma delta river stone cloud paper music light green table window "
+             "seven happy quickly north garden yellow simple").split()
+    rng = np.random.default_rng(0)
+    sent = lambda: " ".join(rng.choice(words, size=rng.integers(4, 9)))  # noqa: E731
+    tok = Tokenizer.train([sent() for _ in range(400)] + ["good bad the is of what where when"], vocab_size=60)
+    cfg = AlbertConfig.from_preset("tiny", vocab_size=tok.vocab_size, num_hidden_layers=2, hidden_size=64,
+                                   intermediate_size=128, embedding_size=32, num_attention_heads=2)
+    model_dir = tmp_path / "model"
+    AlbertForPreTraining(cfg, seed=0).save_pretrained(model_dir)
+    tok.save(model_dir / "spiece.model")
+    rows = []
+    for i in range(160):
+        s = sent().split()
+        s.insert(int(rng.integers(0, len(s))), "good" if i % 2 else "bad")
+        rows.append({"sentence": " ".join(s), "label": ["neg", "pos"][i % 2]})
+    with open(tmp_path / "train.tsv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["sentence", "label"], delimiter="\t")
+        w.writeheader()
+        w.writerows(rows)
+    ft = dict(model=str(model_dir), out=str(tmp_path / "out"), progress=False, epochs=4, batch_size=8,
+              lr=2e-3, max_length=32, train=str(tmp_path / "train.tsv"), task="classification")
+    with pytest.raises(ValueError, match=r"--precision tf32 needs a GPU"):
+        finetune(FinetuneConfig(**ft, precision="tf32"), log=lambda *a, **k: None)
+    res = finetune(FinetuneConfig(**ft, precision="fp16"), log=lambda *a, **k: None)
+    assert res["accuracy"] >= 0.9, res                       # chance is 0.5
+    recs = M.read_metrics(tmp_path / "out" / "metrics.jsonl")
+    # a real overflow may happen at the initial 2^16 (it does here: one step, in epoch 1); each
+    # halves the scale, and no run of 2000 clean steps doubles it again in 72 steps
+    assert all(r["loss_scale"] == 2.0 ** 16 / 2 ** r["skipped_steps"] for r in recs), recs
+    assert recs[-1]["skipped_steps"] <= 3
+    from safetensors.numpy import load_file
+    assert {a.dtype for a in load_file(tmp_path / "out" / "model.safetensors").values()} == {np.dtype(np.float32)}
