@@ -398,13 +398,16 @@ def _postfix(rec: dict, sentence_task: str) -> dict:
     return post
 
 
-def _diverged(stats: StepStats, step: int, out: Path, last_ckpt: Optional[int]) -> TrainingDiverged:
+def _diverged(stats: StepStats, step: int, out: Path, last_ckpt: Optional[int],
+              fp16: bool = False) -> TrainingDiverged:
     what, value = ("the loss", stats.loss) if not math.isfinite(stats.loss) else ("the gradient norm",
                                                                                    stats.grad_norm)
     where = (f"the last good checkpoint (step {last_ckpt}) in {out / CHECKPOINT_DIR} is intact"
              if last_ckpt is not None else "no checkpoint had been written yet")
+    hint = ("The fp16 loss scale is at its minimum, so the forward itself overflows: lower --lr, or "
+            "train in --precision bf16 or fp32" if fp16 else "Lower --lr, raise --warmup, or use --dtype float64")
     return TrainingDiverged(f"{what} became {value} at step {step + 1}; training stopped before the "
-                            f"update and {where}. Lower --lr, raise --warmup, or use --dtype float64.")
+                            f"update and {where}. {hint}.")
 
 
 # --------------------------------------------------------------------------------------
@@ -485,7 +488,7 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
                 # fp16: an overflow skips the step (no update; the scaler halved its scale) and the
                 # run goes on, unless the scale is already at its floor (then the forward overflows)
                 if not stats.updated and (scaler is None or scaler.at_minimum):
-                    raise _diverged(stats, step, out, last_ckpt)
+                    raise _diverged(stats, step, out, last_ckpt, fp16=scaler is not None)
                 step, data_state = step + 1, stream.state_dict()
                 synchronize(cfg.device)
                 if stats.updated:               # a skipped step's loss (inf/NaN) stays out of the means
