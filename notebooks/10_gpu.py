@@ -205,6 +205,10 @@ print("hand-written device-agnostic GELU and FLOP count == minialbert (layers, m
 # On the CPU, NumPy has no fast float16 matmul, so minialbert forms each product of float16
 # operands in float32 and rounds it once, which is what a tensor core computes. The numbers
 # are the GPU's; the speed is not.
+#
+# From the command line: `minialbert pretrain --device gpu --precision fp16` (or `bf16`, or
+# `tf32`); `metrics.jsonl` then logs `loss_scale` and `skipped_steps`
+# ([docs/training/mixed-precision.md](../training/mixed-precision.md)).
 
 # %%
 from minialbert import optim
