@@ -38,6 +38,8 @@ from .config import PRESETS, AlbertConfig
 from .data import (ExampleLoader, ShardLoader, create_pretraining_examples, load_default_corpus,
                    load_text_corpus, read_manifest)
 from .data.pretraining import collate
+from .data.heldout import heldout_dir
+from .evaluation import check_data_dir, evaluate_batches, shard_batches
 from .heads import AlbertForMaskedLM, AlbertForPreTraining
 from .layers import IGNORE_INDEX
 from .optim import OPTIMIZER_NAMES, lr_at, make_optimizer
@@ -90,6 +92,9 @@ class PretrainConfig:
     data: Optional[str] = option(None, "prebuilt shards from `minialbert data build`", group=_DATA, metavar="DIR")
     tokenizer: Optional[str] = option(None, "with --data: the spiece.model the shards were built with "
                                       "(none: a *.model in DIR)", group=_DATA, metavar="PATH")
+    eval_data: Optional[str] = option(None, "with --data: held-out shards to evaluate on (none: DIR/heldout "
+                                      "when `data build --heldout-fraction` wrote it)", group=_DATA,
+                                      metavar="DIR")
     vocab_size: int = option(3000, "size of the tokenizer trained on the fly on --corpus", group=_DATA)
     seq_len: int = option(64, f"tokens per example (at most {MAX_SEQ_LEN}, or the preset's "
                           "max_position_embeddings if larger)", group=_DATA, metavar="T")
@@ -98,6 +103,8 @@ class PretrainConfig:
                                 group=_DATA, choices=SENTENCE_TASKS)
     sharing: str = option("all", "cross-layer parameter sharing (the paper's Table 4)",
                           group=_DATA, choices=SHARING)
+    embedding_size: Optional[int] = option(None, "E, the factorised embedding width (none: the preset's; "
+                                           "the paper's Table 3)", group=_DATA, metavar="E")
     dupe_factor: int = option(1, "passes over the corpus when making examples, each with fresh masks", group=_DATA)
     max_predictions: int = option(20, "masked positions per sequence, at most", group=_DATA)
     include_numpy: bool = option(False, "embedded corpus: add NumPy's docstrings to the standard "
@@ -178,11 +185,22 @@ class PretrainConfig:
                 raise FileNotFoundError(f"--{name}: no such file or directory: {p}")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite are exclusive")
+        if self.embedding_size is not None and int(self.embedding_size) < 1:
+            raise ValueError(f"--embedding-size must be a positive integer, got {self.embedding_size}")
+        if self.eval_data is not None:
+            if self.data is None:
+                raise ValueError("--eval-data needs --data (held-out shards are scored against shards "
+                                 "made with the same tokenizer; with --corpus a held-out set is made "
+                                 "from the corpus)")
+            if not Path(self.eval_data).exists():
+                raise FileNotFoundError(f"--eval-data: no such directory: {self.eval_data}")
 
     def fingerprint(self) -> str:
         d = {k: getattr(self, k) for k in FINGERPRINT_FIELDS}
         if self.precision != "fp32":        # changes the trajectory; fp32 runs keep their old hash
             d["precision"] = self.precision
+        if self.embedding_size is not None:  # likewise: runs made before --embedding-size keep theirs
+            d["embedding_size"] = self.embedding_size
         for k in ("corpus", "data"):
             if d[k] is not None:
                 d[k] = str(Path(d[k]).resolve())
@@ -191,6 +209,13 @@ class PretrainConfig:
 
 # --------------------------------------------------------------------------------------
 # data
+
+
+@dataclass
+class HeldoutShards:
+    """The held-out set of a --data run: a shard folder, evaluated on its first examples."""
+    path: str
+    max_examples: int
 
 
 def load_documents(cfg: PretrainConfig):
@@ -272,7 +297,30 @@ def _prepare_shards(cfg: PretrainConfig, tokenizer_path, log):
     log(f"data: {manifest['num_examples']} examples in {len(manifest['shards'])} shards from {d} "
         f"(T={T}, V={tok.vocab_size})")
     h = hashlib.sha256(json.dumps(manifest["shards"], sort_keys=True).encode()).hexdigest()[:16]
-    return tok, loader, [], h
+    return tok, loader, _heldout_shards(cfg, manifest, tok, log), h
+
+
+def _heldout_shards(cfg: PretrainConfig, manifest: dict, tok, log) -> Optional[HeldoutShards]:
+    """The held-out shards of a --data run: --eval-data, else DIR/heldout when the build made
+    one (``data build --heldout-fraction``); checked against the run's tokenizer and T."""
+    held = cfg.eval_data
+    if held is None and manifest.get("heldout") and (heldout_dir(cfg.data) / "manifest.json").is_file():
+        held = str(heldout_dir(cfg.data))
+    if held is None:
+        if cfg.eval_every:
+            raise ValueError(f"--eval-every {cfg.eval_every}: {cfg.data} has no held-out split; pass "
+                             "--eval-data DIR (`minialbert data build --heldout-fraction F` writes "
+                             "OUTPUT/heldout)")
+        return None
+    m = check_data_dir(held, "--eval-data")
+    if m["tokenizer"]["hash"] != tok.content_hash:
+        raise ValueError(f"--eval-data: {held} was built with another tokenizer than the training shards "
+                         f"({m['tokenizer']['hash'][:12]} vs {tok.content_hash[:12]})")
+    if m["config"]["max_seq_length"] != cfg.seq_len:
+        raise ValueError(f"--eval-data: {held} has max_seq_length {m['config']['max_seq_length']}, the run "
+                         f"--seq-len {cfg.seq_len}")
+    log(f"held-out: {min(cfg.eval_size, m['num_examples'])} of the {m['num_examples']} examples in {held}")
+    return HeldoutShards(held, cfg.eval_size)
 
 
 def model_inputs(batch: dict, sentence_task: str) -> dict:
@@ -290,6 +338,8 @@ def model_inputs(batch: dict, sentence_task: str) -> dict:
 def build_model(cfg: PretrainConfig, vocab_size: int):
     mc = AlbertConfig.from_preset(cfg.preset)
     overrides = {"vocab_size": int(vocab_size), "sharing": cfg.sharing}
+    if cfg.embedding_size is not None:
+        overrides["embedding_size"] = int(cfg.embedding_size)
     if mc.max_position_embeddings < cfg.seq_len:
         overrides["max_position_embeddings"] = cfg.seq_len
     mc = AlbertConfig.from_preset(cfg.preset, **overrides)
@@ -301,7 +351,14 @@ def build_model(cfg: PretrainConfig, vocab_size: int):
 
 
 def evaluate_pretraining(model, examples, cfg: PretrainConfig, batch_size: int = 64) -> dict:
-    """MLM loss/accuracy and sentence-task accuracy on held-out examples, dropout off."""
+    """MLM loss/accuracy and sentence-task accuracy on held-out examples (or the held-out
+    shards of a --data run), dropout off."""
+    if isinstance(examples, HeldoutShards):
+        c = evaluate_batches(model, shard_batches(examples.path, batch_size, examples.max_examples))
+        res = {"eval_mlm_loss": c.mlm_loss, "eval_mlm_accuracy": c.mlm_accuracy}
+        if c.pair_accuracy is not None:
+            res[f"eval_{cfg.sentence_task}_accuracy"] = c.pair_accuracy
+        return res
     if not examples:
         return {}
     was_training = model.training
