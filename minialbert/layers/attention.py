@@ -78,8 +78,8 @@ def attention_forward(x, p, num_heads, mask_add=None, dropout_p=0.0, rng=None,
     # batched_matmul is ``@`` over (B, NH); in float16/bfloat16 on the GPU it is one strided-
     # batched cuBLAS GEMM (CuPy's matmul would run a >2-d float16 product in float32)
     scores = batched_matmul(qh, kh.transpose(0, 1, 3, 2))            # (B, NH, T, T)
-    if fused.use("softmax", scores):
-        # opt-in CUDA kernel: scale, mask and softmax in one pass (float32 inside)
+    if fused.use("softmax", scores) and (mask_add is None or (mask_add.ndim == 4 and mask_add.shape[1:3] == (1, 1))):
+        # opt-in CUDA kernel: scale, key-padding mask (B, 1, 1, T) and softmax in one pass
         P = cP = fused.masked_softmax_forward(scores, HS ** -0.5, mask_add)
     elif is_low_precision(scores.dtype):
         # float16/bfloat16: scale, mask and softmax in float32 (a float16 score plus the mask's
