@@ -35,7 +35,7 @@ from . import checkpoint as ckpt
 from . import metrics
 from .backend import Random, check_device, resolve_dtype, synchronize
 from .config import PRESETS, AlbertConfig
-from .data import (ExampleLoader, ShardLoader, create_pretraining_examples, load_default_corpus,
+from .data import (ShardLoader, load_default_corpus,
                    load_text_corpus, read_manifest)
 from .data.pretraining import collate
 from .data.heldout import heldout_dir
@@ -225,46 +225,50 @@ def load_documents(cfg: PretrainConfig):
     return load_text_corpus(cfg.corpus)
 
 
-def _examples_hash(examples) -> str:
+def _documents_hash(docs) -> str:
+    """Hash of tokenized documents (what a resumed run must train on again)."""
     h = hashlib.sha256()
-    for e in examples[:2000]:
-        h.update(np.asarray(e["input_ids"], np.int32).tobytes())
-        h.update(np.asarray(e["masked_lm_positions"], np.int32).tobytes())
-    h.update(str(len(examples)).encode())
+    for d in docs:
+        for sent in d:
+            h.update(np.asarray(sent, np.int32).tobytes())
+        h.update(b"|")
     return h.hexdigest()[:16]
 
 
 def prepare_data(cfg: PretrainConfig, tokenizer_path: Optional[Path] = None, log=print):
     """Tokenizer, training-batch loader and held-out examples for a run.
 
-    Text corpora: the tokenizer is read from ``tokenizer_path`` when given (resume), else
-    trained on the corpus (deterministic); examples are made in memory with ``cfg.seed``,
-    the first ``eval_size`` (at most 10%) held out. Shards (``--data``): the tokenizer is
+    Text corpora (:func:`minialbert.data.pretraining.prepare_text_pretraining`): whole
+    documents are held out (``eval_size`` examples made from them); the tokenizer is read
+    from ``tokenizer_path`` when given (resume), else trained on the training documents
+    (deterministic); training examples are made on the fly, with fresh pairs and masks
+    every epoch, from ``cfg.seed``. Shards (``--data``): the tokenizer is
     ``--tokenizer`` or a ``*.model`` file in the shard folder whose hash matches the
     manifest; no held-out set. Returns (tokenizer, loader, eval_examples, data_hash);
     the loader yields fixed-shape (B, T) batches forever and has state_dict()."""
+    from .data.corpus import cache_dir  # noqa: PLC0415
+    from .data.pretraining import prepare_text_pretraining  # noqa: PLC0415
+
     if cfg.data is not None:
         return _prepare_shards(cfg, tokenizer_path, log)
     t0 = time.perf_counter()
     docs = load_documents(cfg)
-    if tokenizer_path is not None and Path(tokenizer_path).exists():
-        tok = Tokenizer(tokenizer_path)
-    else:
-        tok = Tokenizer.train(docs, vocab_size=cfg.vocab_size)
-    examples = create_pretraining_examples(
-        docs, tok, max_seq_length=cfg.seq_len, seed=cfg.seed, sentence_task=cfg.sentence_task,
-        max_predictions_per_seq=cfg.max_predictions, dupe_factor=cfg.dupe_factor)
-    n_eval = min(cfg.eval_size, len(examples) // 10)
-    train, held = examples[n_eval:], examples[:n_eval]
-    if cfg.batch_size > len(train):
-        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the data: only {len(train)} "
+    tok = Tokenizer(tokenizer_path) if tokenizer_path is not None and Path(tokenizer_path).exists() else None
+    # whole documents held out; examples made on the fly, fresh pairs and masks every epoch
+    tok, loader, held, info = prepare_text_pretraining(
+        docs, tok, vocab_size=cfg.vocab_size, max_seq_length=cfg.seq_len, batch_size=cfg.batch_size,
+        seed=cfg.seed, sentence_task=cfg.sentence_task, max_predictions_per_seq=cfg.max_predictions,
+        dupe_factor=cfg.dupe_factor, eval_size=cfg.eval_size, log=log,
+        tokenizer_cache=cache_dir() if cfg.corpus is None else None)
+    n_train = info["examples_per_epoch"]
+    if cfg.batch_size > n_train:
+        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the data: only {n_train} "
                          "training examples (lower --batch-size or use a larger --corpus)")
-    loader = ExampleLoader(train, cfg.batch_size, seed=cfg.seed, epochs=None,
-                           max_seq_length=cfg.seq_len, max_predictions_per_seq=cfg.max_predictions,
-                           pad_id=tok.pad_id)
-    log(f"data: {len(docs)} documents -> {len(train)} training + {len(held)} held-out examples "
-        f"(T={cfg.seq_len}, V={tok.vocab_size}) in {time.perf_counter() - t0:.1f}s")
-    return tok, loader, held, _examples_hash(train) + tok.content_hash[:8]
+    loader.heldout_documents = info["heldout"]           # for the fill-mask probe at the end
+    log(f"data: {len(docs)} documents -> {info['train_documents']} training ({n_train} examples per "
+        f"epoch, fresh masks each epoch) + {info['heldout_documents']} held-out documents "
+        f"({len(held)} examples) (T={cfg.seq_len}, V={tok.vocab_size}) in {time.perf_counter() - t0:.1f}s")
+    return tok, loader, held, _documents_hash(loader.docs) + tok.content_hash[:8]
 
 
 def _prepare_shards(cfg: PretrainConfig, tokenizer_path, log):
@@ -526,6 +530,12 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
 
     bar = tqdm(total=stop, initial=start, desc="pretrain", unit="step", dynamic_ncols=True) if cfg.progress else None
     acc, summary = RunningMetrics(), {"run_id": run_id, "out": str(out), "start_step": start}
+    # the embedded corpus: top-5 fill-mask guesses on blanked held-out sentences, before/after
+    probe_items = None
+    if cfg.corpus is None and cfg.data is None and start == 0 and getattr(stream, "heldout_documents", None):
+        from .probe import probe, probe_sentences  # noqa: PLC0415
+        probe_items = probe_sentences(stream.heldout_documents, tok, seed=cfg.seed)
+        probe_before = probe(model, tok, [t for t, _ in probe_items]) if probe_items else None
     model.train()
     step, data_state, in_step = start, stream.state_dict(), False  # data_state: where step `step` reads
     try:
@@ -596,4 +606,7 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
     summary.update(step=step, checkpoint=str(ck_dir))
     if cfg.plots:
         summary["plots"] = metrics.plot_metrics(metrics.read_metrics(out / METRICS_FILE), out / "plots")
+    if probe_items and step == cfg.steps:
+        from .probe import format_probe, probe  # noqa: PLC0415
+        summary["fill_mask"] = format_probe(probe_items, probe_before, probe(model, tok, [t for t, _ in probe_items]))
     return summary

@@ -170,3 +170,16 @@ def test_time_to_quality_quick_runs(tmp_path):
     # the same initial weights and batches: both start from the same held-out scores
     a, b = curves["minialbert"], curves["PyTorch + HF"]
     assert a[0]["eval_mlm_accuracy"] == b[0]["eval_mlm_accuracy"] and len(a) == len(b) >= 3
+
+
+def test_tokenizer_cache_returns_the_same_tokenizer(tmp_path):
+    from minialbert.data import load_default_corpus
+    from minialbert.data.pretraining import _train_tokenizer
+
+    docs = load_default_corpus(include_numpy=False)[:100]
+    a = _train_tokenizer(docs, 300, tmp_path)
+    assert len(list(tmp_path.glob("tokenizer-*.model"))) == 1
+    b = _train_tokenizer(docs, 300, tmp_path)                          # read back
+    assert a.content_hash == b.content_hash == _train_tokenizer(docs, 300).content_hash
+    _train_tokenizer(docs, 301, tmp_path)                              # another size: another entry
+    assert len(list(tmp_path.glob("tokenizer-*.model"))) == 2

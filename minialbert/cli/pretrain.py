@@ -52,5 +52,8 @@ def run(args) -> int:
         msg.append(f"{last['tokens_per_s']:.0f} tokens/s, MFU {100 * last['mfu']:.1f}%")
     if s.get("plots"):
         msg.append("plots: " + ", ".join(s["plots"]))
+    if s.get("fill_mask"):
+        msg.append("fill-mask on held-out sentences (top 5, before -> after training; * = the blanked word):\n"
+                   + s["fill_mask"])
     print("\n".join(msg))
     return 0

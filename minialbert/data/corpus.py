@@ -169,6 +169,12 @@ def default_corpus_files(include_numpy: bool = True, packages=None) -> list[Path
     return files
 
 
+def cache_dir() -> Path:
+    """Where minialbert caches what it derives from installed files: ``$MINIALBERT_CACHE``,
+    default ``~/.cache/minialbert``."""
+    return Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert"))
+
+
 def _package_version(name: str) -> str:
     try:
         return _dist_version(name)
@@ -200,8 +206,7 @@ def load_default_corpus(include_numpy: bool = True, cache: bool = True, packages
         key += f"-{name}{_package_version(name)}@{root}"
     # the key also covers this file, so a change to the extraction rules invalidates the cache
     key += sysconfig.get_paths()["stdlib"] + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-    cache_file = Path(os.environ.get("MINIALBERT_CACHE", Path.home() / ".cache" / "minialbert")) / \
-        f"default-corpus-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    cache_file = cache_dir() / f"default-corpus-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if cache and cache_file.is_file():
         try:
             return json.loads(cache_file.read_text(encoding="utf-8"))

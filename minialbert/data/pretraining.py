@@ -536,7 +536,8 @@ class PretrainingStream:
 def prepare_text_pretraining(documents, tokenizer=None, *, vocab_size: int = 3000, max_seq_length: int = 64,
                              batch_size: int = 32, seed: int = 0, sentence_task: str = "sop",
                              max_predictions_per_seq: int = 20, dupe_factor: int = 1, eval_size: int = 256,
-                             heldout_fraction: float = 0.03, min_heldout_documents: int = 10, log=None):
+                             heldout_fraction: float = 0.03, min_heldout_documents: int = 10, log=None,
+                             tokenizer_cache=None):
     """Tokenizer, training stream and held-out examples for pretraining on text documents.
 
     Whole documents are held out (:func:`minialbert.data.heldout.split_documents`,
@@ -547,6 +548,9 @@ def prepare_text_pretraining(documents, tokenizer=None, *, vocab_size: int = 300
     ``seed + 1``, the first ``eval_size`` of them kept. A corpus of fewer than
     ``2 * min_heldout_documents`` documents cannot spare whole documents: then the held-out
     examples come from the training documents (an optimistic score; ``log`` says so).
+    ``tokenizer_cache`` (a folder): keep the trained tokenizer there, keyed by the training
+    text, ``vocab_size`` and the SentencePiece version, and read it back next time
+    (training one on the 6 MB embedded corpus takes ~10 s).
 
     Inputs: documents (lists of sentence strs, or of token-id lists with their
     ``tokenizer``); the rest as :class:`PretrainingStream` and
@@ -568,7 +572,7 @@ def prepare_text_pretraining(documents, tokenizer=None, *, vocab_size: int = 300
     if tokenizer is None:
         if pretokenized:
             raise ValueError("tokenizer: documents of token ids need their tokenizer")
-        tokenizer = Tokenizer.train(train_docs, vocab_size=vocab_size)
+        tokenizer = _train_tokenizer(train_docs, vocab_size, tokenizer_cache)
     train_tok = train_docs if pretokenized else tokenize_documents(train_docs, tokenizer)
     stream = PretrainingStream(train_tok, tokenizer, batch_size, max_seq_length, seed=seed,
                                sentence_task=sentence_task, max_predictions_per_seq=max_predictions_per_seq,
@@ -585,3 +589,30 @@ def prepare_text_pretraining(documents, tokenizer=None, *, vocab_size: int = 300
             "examples_per_epoch": len(stream.pairs(0)), "heldout_examples": len(held),
             "heldout": held_docs}
     return tokenizer, stream, held, info
+
+
+def _train_tokenizer(docs, vocab_size: int, cache=None):
+    """Tokenizer.train, read from / written to the ``cache`` folder when one is given."""
+    import hashlib  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from ..tokenizer import Tokenizer  # noqa: PLC0415
+    from .corpus import corpus_hash  # noqa: PLC0415
+
+    if cache is None:
+        return Tokenizer.train(docs, vocab_size=vocab_size)
+    import sentencepiece  # noqa: PLC0415
+
+    key = f"{corpus_hash(docs)}-{vocab_size}-{sentencepiece.__version__}"
+    f = Path(cache) / f"tokenizer-{hashlib.sha256(key.encode()).hexdigest()[:16]}.model"
+    if f.is_file():
+        try:
+            return Tokenizer(f)
+        except Exception:  # noqa: BLE001 - a damaged cache entry is retrained below
+            pass
+    tok = Tokenizer.train(docs, vocab_size=vocab_size)
+    try:
+        tok.save(f)                                       # atomic
+    except OSError:
+        pass  # a read-only cache is fine
+    return tok
