@@ -84,7 +84,7 @@ def format_probe(items, before, after=None) -> str:
                 hits_b += hit
             else:
                 hits_a += hit
-            XX
+            cells = ", ".join(f"{'*' if p == answer else ''}{p} {q:.3f}" for q, p in preds)
             lines.append(f"  {label:>6}: {cells}")
     n = len(items)
     summary = f"right word in the top {len(before[0]) if before else 5}: {hits_b}/{n} before"

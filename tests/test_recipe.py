@@ -183,3 +183,39 @@ def test_tokenizer_cache_returns_the_same_tokenizer(tmp_path):
     assert a.content_hash == b.content_hash == _train_tokenizer(docs, 300).content_hash
     _train_tokenizer(docs, 301, tmp_path)                              # another size: another entry
     assert len(list(tmp_path.glob("tokenizer-*.model"))) == 2
+
+
+def test_probe_blanks_one_single_piece_word_per_held_out_sentence():
+    from minialbert.config import AlbertConfig
+    from minialbert.data import load_default_corpus
+    from minialbert.heads import AlbertForPreTraining
+    from minialbert.probe import format_probe, probe, probe_sentences
+    from minialbert.tokenizer import Tokenizer
+
+    docs = load_default_corpus(include_numpy=False)[:200]
+    tok = Tokenizer.train(docs, 400)
+    items = probe_sentences(docs, tok, n=4, seed=1)
+    assert len(items) == 4 and items == probe_sentences(docs, tok, n=4, seed=1)
+    for text, answer in items:
+        assert text.count("[MASK]") == 1 and answer.startswith("\u2581") and tok.piece_to_id(answer) > 4
+    model = AlbertForPreTraining(AlbertConfig.from_preset("tiny", vocab_size=tok.vocab_size), seed=0)
+    preds = probe(model, tok, [t for t, _ in items], top_k=5)
+    assert [len(p) for p in preds] == [5] * 4
+    assert all(abs(sum(q for q, _ in p)) <= 1.0 for p in preds) and model.training
+    table = format_probe(items, preds, preds)
+    assert table.count("before:") == 4 and table.count("after:") == 4 and "right word in the top 5" in table
+
+
+def test_pretrain_on_the_embedded_corpus_ends_with_the_fill_mask_table(tmp_path, monkeypatch):
+    import minialbert.data as data_mod
+    from minialbert.train import PretrainConfig, pretrain
+
+    small = data_mod.load_default_corpus(include_numpy=False)[:120]    # stands in for the 6 MB corpus
+    monkeypatch.setattr(data_mod, "load_default_corpus", lambda **kw: small)
+    monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path / "cache"))
+    cfg = PretrainConfig(vocab_size=300, seq_len=32, batch_size=8, steps=3, warmup=1, out=str(tmp_path / "r"),
+                         progress=False, plots=False, eval_size=16, peak_tflops=0.1, log_every=1)
+    s = pretrain(cfg, log=lambda m: None)
+    assert "before:" in s["fill_mask"] and "after:" in s["fill_mask"]
+    assert s["last"]["eval_mlm_accuracy"] >= 0 and "eval_sop_accuracy" in s["last"]
+    assert len(list((tmp_path / "cache").glob("tokenizer-*.model"))) == 1
