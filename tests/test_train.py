@@ -218,11 +218,14 @@ def test_grad_accum_equals_one_big_batch_exactly(corpus, tmp_path, monkeypatch):
 
     monkeypatch.setitem(C.PRESETS, "tiny", dict(C.PRESETS["tiny"], classifier_dropout_prob=0.0))
     kw = dict(steps=1, warmup=0, dtype="float64", clip_norm=1e9, optimizer="adamw-torch", checkpoint_every=1)
-    acc = tiny(corpus, tmp_path / "acc", batch_size=4, grad_accum=2, **kw)
-    big = tiny(corpus, tmp_path / "big", batch_size=8, grad_accum=1, **kw)
-    _, stream, _, _ = prepare_data(acc, log=_quiet)
-    counts = [int((next(stream)["labels"] != -100).sum()) for _ in range(2)]
+    for seed in range(20):                                 # the first seed whose two micro-batches
+        acc = tiny(corpus, tmp_path / "acc", batch_size=4, grad_accum=2, seed=seed, **kw)
+        _, stream, _, _ = prepare_data(acc, log=_quiet)    # have unequal masked-token counts
+        counts = [int((next(stream)["labels"] != -100).sum()) for _ in range(2)]
+        if counts[0] != counts[1]:
+            break
     assert counts[0] != counts[1], counts                  # the case the old averaging got wrong
+    big = tiny(corpus, tmp_path / "big", batch_size=8, grad_accum=1, seed=seed, **kw)
     sa, sb = pretrain(acc, log=_quiet), pretrain(big, log=_quiet)
     assert sa["last"]["loss"] == pytest.approx(sb["last"]["loss"], rel=1e-12)
     assert sa["last"]["mlm_accuracy"] == sb["last"]["mlm_accuracy"]
@@ -231,6 +234,11 @@ def test_grad_accum_equals_one_big_batch_exactly(corpus, tmp_path, monkeypatch):
     for k in oa["m"]:
         np.testing.assert_allclose(oa["m"][k], ob["m"][k], rtol=1e-11, atol=1e-17, err_msg=k)
     for k in wa:
+        if k.endswith("attention.key.bias"):
+            # its gradient is exactly 0 (softmax ignores a shift per query row): both runs
+            # hold round-off only, whose digits depend on the summation order
+            assert np.abs(wa[k]).max() < 1e-12 and np.abs(wb[k]).max() < 1e-12, k
+            continue
         np.testing.assert_allclose(wa[k], wb[k], rtol=1e-11, atol=1e-15, err_msg=k)
 
 
