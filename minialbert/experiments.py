@@ -107,7 +107,7 @@ def make_settings(name: str, preset: Optional[str] = None, steps: Optional[int] 
         s = replace(s, **QUICK)
     if steps is not None:
         s = replace(s, steps=int(steps))
-    s = replace(s, log_every=min(s.log_every, s.steps), eval_every=0 if quick else max(1, s.steps // 10))
+    s = replace(s, log_every=min(s.log_every, s.steps), eval_every=max(1, s.steps // 10))
     mc = AlbertConfig.from_preset(s.preset)
     if s.seq_len > mc.max_position_embeddings:
         s = replace(s, seq_len=mc.max_position_embeddings)

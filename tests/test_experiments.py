@@ -37,6 +37,11 @@ def test_sentence_task_quick(tmp_path):
         assert all(isinstance(e[k], float) and 0 <= e[k] <= 1 for k in ("mlm_accuracy", "nsp_accuracy", "sop_accuracy"))
         assert isinstance(e["nsp_pairs"], int) and e["nsp_pairs"] > 0 and e["sop_pairs"] > 0
     none, nsp, sop = res["runs"]
+    # held-out curves recorded during training (pretrain --eval-data, every step here)
+    assert (tmp_path / "st" / "curves.png").is_file()
+    for r in res["runs"]:
+        recs = [json.loads(l) for l in (tmp_path / "st" / "runs" / r["name"] / "metrics.jsonl").read_text().splitlines()]
+        assert all("eval_mlm_accuracy" in m for m in recs)
     assert not none["pair_head"] and none["eval"]["nsp_accuracy"] == none["eval"]["sop_accuracy"] == 0.5
     assert nsp["params"] == sop["params"] > none["params"]       # the sentence head and pooler
 
