@@ -62,30 +62,50 @@ class CheckpointError(ValueError):
 # save
 # ----------------------------------------------------------------------------------------
 
-def save_checkpoint(directory, model_state, config_dict: Optional[Mapping] = None,
-                    optimizer_state=None, extra_state: Optional[Mapping] = None, *,
-                    step: Optional[int] = None, rng=None, extra: Optional[Mapping] = None,
-                    files: Optional[Mapping[str, bytes]] = None) -> Path:
-    """Write a checkpoint into ``directory`` atomically (see the module docstring).
-
-    Two forms: ``save_checkpoint(dir, state_dict, config_dict, optimizer_state, extra_state)``
-    and ``save_checkpoint(dir, model, optimizer, step=..., rng=..., extra=..., files=...)``.
+def save_checkpoint(directory, model, optimizer=None, *, step: Optional[int] = None, rng=None,
+                    extra: Optional[Mapping] = None, files: Optional[Mapping[str, bytes]] = None) -> Path:
+    """Write a training checkpoint of ``model`` into ``directory`` atomically (see the module
+    docstring).
 
     Inputs:
       directory: the checkpoint directory, e.g. ``OUT/checkpoint`` (its parent is created).
-      model_state: {HF name: array} (NumPy or CuPy; written with dtype and bytes unchanged),
-        or a minialbert model, which is written with its own ``save_pretrained`` (HF names,
-        ``architectures`` and ``dtype`` in config.json).
-      config_dict: the HF config dict (``config.to_dict(architectures=[...])``); required
-        with a state dict, must be None with a model.
-      optimizer_state: ``optimizer.state_dict()``, an optimiser (its state_dict is taken),
-        or None. Any nested dict of arrays and JSON values works.
-      extra_state: dict written to trainer_state.json (JSON values, NumPy scalars and
-        arrays allowed; tuples come back as lists).
-      step, rng, extra: shortcuts that set ``trainer_state["step"]``, ``["rng"]`` (a
+      model: a minialbert model; config.json and model.safetensors are what its
+        ``save_pretrained`` writes (HF names, ``architectures`` and ``dtype`` in config.json).
+      optimizer: an optimiser (its ``state_dict()`` is saved), or None.
+      step, rng, extra: ``trainer_state["step"]``, ``["rng"]`` (a
         :class:`~minialbert.backend.Random`, a NumPy Generator, or a state dict) and
-        ``["extra"]``.
+        ``["extra"]`` (JSON values, NumPy scalars and arrays).
       files: {file name: bytes} stored as well (e.g. the tokenizer model).
+    Returns: the checkpoint's Path. (:func:`write_checkpoint` writes any state dict.)
+    """
+    if not (hasattr(model, "params") and hasattr(model, "config")):
+        raise ValueError(f"model must be a minialbert model, got {type(model).__name__}")
+    if optimizer is not None and not hasattr(optimizer, "state_dict"):
+        raise ValueError(f"optimizer must be an optimiser (with state_dict()), got {type(optimizer).__name__}")
+    trainer_state = {}
+    if step is not None:
+        trainer_state["step"] = int(step)
+    if rng is not None:
+        trainer_state["rng"] = _rng_state(rng)
+    if extra is not None:
+        trainer_state["extra"] = dict(extra)
+    tensors, config = hf_format.pretrained_state(model)
+    return write_checkpoint(directory, tensors, config,
+                            None if optimizer is None else optimizer.state_dict(), trainer_state, files=files)
+
+
+def write_checkpoint(directory, model_state: Mapping, config_dict: Mapping, optimizer_state: Optional[Mapping] = None,
+                     trainer_state: Optional[Mapping] = None, *, files: Optional[Mapping[str, bytes]] = None) -> Path:
+    """Write a checkpoint from plain state (what :func:`save_checkpoint` does with a model's):
+
+    Inputs:
+      model_state: {name: array} (NumPy or CuPy; written with dtype and bytes unchanged).
+      config_dict: the HF config dict (``config.to_dict(architectures=[...])``).
+      optimizer_state: ``optimizer.state_dict()`` or None; any nested dict of arrays and
+        JSON values works.
+      trainer_state: dict written to trainer_state.json (JSON values, NumPy scalars and
+        arrays allowed; tuples come back as lists).
+      files: {file name: bytes} stored as well.
     Returns: the checkpoint's Path.
     """
     target = Path(directory)
@@ -98,41 +118,31 @@ def save_checkpoint(directory, model_state, config_dict: Optional[Mapping] = Non
             raise ValueError(f"files: {name!r} must be a plain file name other than {RESERVED}")
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ValueError(f"files[{name!r}] must be bytes, got {type(data).__name__}")
+    if not isinstance(model_state, Mapping):
+        raise ValueError(f"model_state must be a dict {{name: array}}, got {type(model_state).__name__}")
+    if not isinstance(config_dict, Mapping):
+        raise ValueError(f"config_dict (the HF config dict) is required, got {type(config_dict).__name__}")
     if "spiece.model" in files and "tokenizer_config.json" not in files:
         # a checkpoint with its tokenizer loads in transformers as any ALBERT directory does
         # (AutoTokenizer, pipeline): add tokenizer_config.json, tokenizer.json, ... (hf_tokenizer.py)
-        max_len = getattr(getattr(model_state, "config", None), "max_position_embeddings", None)
         try:
             tok = Tokenizer(bytes(files["spiece.model"]))
         except (ValueError, TypeError, ImportError):
             tok = None          # stored as given: files= is a generic store of bytes
         if tok is not None:
+            max_len = config_dict.get("max_position_embeddings")
             files = {**files, **{k: v for k, v in tokenizer_files(tok, max_len).items() if k not in files}}
-    is_model = not isinstance(model_state, Mapping)
-    if is_model and optimizer_state is None and hasattr(config_dict, "state_dict"):
-        # the short form save_checkpoint(directory, model, optimizer, ...)
-        config_dict, optimizer_state = None, config_dict
-    if is_model:
-        if not (hasattr(model_state, "params") and hasattr(model_state, "save_pretrained")):
-            raise ValueError("model_state must be a dict {name: array} or a minialbert model, "
-                             f"got {type(model_state).__name__}")
-        if config_dict is not None:
-            raise ValueError("config_dict must be None when model_state is a model (its config is used)")
-    elif not isinstance(config_dict, Mapping):
-        raise ValueError("config_dict (the HF config dict) is required with a state dict, "
-                         f"got {type(config_dict).__name__}")
     if optimizer_state is not None and not isinstance(optimizer_state, Mapping):
-        if not hasattr(optimizer_state, "state_dict"):
-            raise ValueError(f"optimizer_state must be a dict or an optimiser, got {type(optimizer_state).__name__}")
-        optimizer_state = optimizer_state.state_dict()
-    trainer_state = dict(extra_state or {})
-    if step is not None:
-        trainer_state["step"] = int(step)
-    if rng is not None:
-        trainer_state["rng"] = _rng_state(rng)
-    if extra is not None:
-        trainer_state["extra"] = dict(extra)
-    trainer_json = json.dumps(_to_json(trainer_state, "extra_state"), indent=1, sort_keys=True) + "\n"
+        raise ValueError(f"optimizer_state must be a dict (optimizer.state_dict()), got "
+                         f"{type(optimizer_state).__name__}")
+    trainer_state = dict(trainer_state or {})
+    trainer_json = json.dumps(_to_json(trainer_state, "trainer_state"), indent=1, sort_keys=True) + "\n"
+    tensors = {}
+    for k, a in model_state.items():
+        if not isinstance(k, str):
+            raise ValueError(f"model_state keys must be strings, got {k!r}")
+        tensors[k] = _c_order(a)
+    config_json = json.dumps(_to_json(dict(config_dict), "config_dict"), indent=2) + "\n"
 
     if target.exists() and not target.is_dir():
         raise ValueError(f"{target} exists and is not a directory: not replacing it")
@@ -143,21 +153,8 @@ def save_checkpoint(directory, model_state, config_dict: Optional[Mapping] = Non
     _remove_stale_temporaries(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{_TMP_INFIX}", dir=target.parent))
     try:
-        written = {}
-        if is_model:
-            model_state.save_pretrained(tmp)
-            for name in (CONFIG_FILE, MODEL_FILE):
-                written[name] = _fsync_existing(tmp / name)
-        else:
-            tensors = {}
-            for k, a in model_state.items():
-                if not isinstance(k, str):
-                    raise ValueError(f"model_state keys must be strings, got {k!r}")
-                tensors[k] = _c_order(a)
-            written[MODEL_FILE] = _write(tmp / MODEL_FILE, st_save(tensors, metadata={"format": "pt"}))
-            written[CONFIG_FILE] = _write(tmp / CONFIG_FILE,
-                                          (json.dumps(_to_json(dict(config_dict), "config_dict"), indent=2)
-                                           + "\n").encode())
+        written = {MODEL_FILE: _write(tmp / MODEL_FILE, st_save(tensors, metadata={"format": "pt"})),
+                   CONFIG_FILE: _write(tmp / CONFIG_FILE, config_json.encode())}
         if optimizer_state is not None:
             written[OPTIMIZER_FILE] = _write(tmp / OPTIMIZER_FILE, _pack_tree(optimizer_state, "optimizer_state"))
         written[TRAINER_STATE_FILE] = _write(tmp / TRAINER_STATE_FILE, trainer_json.encode())
@@ -202,14 +199,6 @@ def _write(path: Path, data: bytes):
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
-    return hashlib.sha256(data).hexdigest(), len(data)
-
-
-def _fsync_existing(path: Path):
-    """fsync a file someone else wrote; returns (sha256 hex, size) of what is on disk."""
-    with open(path, "rb+") as f:
-        data = f.read()
         os.fsync(f.fileno())
     return hashlib.sha256(data).hexdigest(), len(data)
 

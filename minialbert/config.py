@@ -379,7 +379,7 @@ def count_parameters(config: AlbertConfig, head: str = "model", pooler: Optional
                      projection: bool = True) -> int:
     """Number of distinct trainable scalars, in closed form (spec §4.1).
 
-    Counts: embeddings (word V·E, position P·E, token type T·E, LayerNorm 2E); the E->H
+    Counts: embeddings (word V·E, position Tmax·E, token type TT·E, LayerNorm 2E); the E->H
     projection E·H + H (``projection=False`` leaves it out, which is how TF/BERT count a
     model with E = H: they have no projection); each *distinct* attention block 4(H² + H) + 2H
     and FFN block 2·H·I + I + H + 2H (so sharing divides these, see
@@ -394,13 +394,13 @@ def count_parameters(config: AlbertConfig, head: str = "model", pooler: Optional
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}: expected one of {HEADS}")
     c = config
-    V, E, H, I, P, TT = (c.vocab_size, c.embedding_size, c.hidden_size, c.intermediate_size,
-                         c.max_position_embeddings, c.type_vocab_size)
+    V, E, H, I, Tmax, TT = (c.vocab_size, c.embedding_size, c.hidden_size, c.intermediate_size,
+                            c.max_position_embeddings, c.type_vocab_size)
     if not projection and E != H:
         raise ValueError(f"projection=False only makes sense when E == H, got E={E}, H={H}")
     if pooler is None:
         pooler = HEAD_HAS_POOLER[head]
-    n = V * E + P * E + TT * E + 2 * E                        # embeddings + LayerNorm
+    n = V * E + Tmax * E + TT * E + 2 * E                        # embeddings + LayerNorm
     if projection:
         n += E * H + H                                       # embedding_hidden_mapping_in
     n += c.num_attention_blocks * (4 * (H * H + H) + 2 * H)  # q, k, v, dense + LayerNorm

@@ -35,17 +35,19 @@ MLM_PARAMS = ("predictions.dense.weight", "predictions.dense.bias",
 # building blocks: the MLM head with its tied decoder, and dropout + linear classifiers
 # ----------------------------------------------------------------------------------------
 
-def mlm_head_forward(x, p, word_embeddings, activation="gelu_new", eps=1e-12):
+def mlm_head_forward(x, p, word_embeddings, activation="gelu_new", eps=1e-12, *, check=True):
     """Derivation: [docs/model/tied-decoder.md](../model/tied-decoder.md).
 
     Inputs: x (..., H) hidden states; p with MLM_PARAMS; word_embeddings (V, E), the
-    tied decoder weight. Returns: logits (..., V), cache.
+    tied decoder weight; check: the layers validate their arguments (False: the model did).
+    Returns: logits (..., V), cache.
     Order as HF and TF: dense H->E, activation, LayerNorm, decoder E->V."""
     act_fwd, act_bwd = get_activation(activation)
-    t, c_dense = linear_forward(x, p["predictions.dense.weight"], p["predictions.dense.bias"])  # (..., E)
-    t, c_act = act_fwd(t)                                                                     # (..., E)
-    t, c_ln = layernorm_forward(t, p["predictions.LayerNorm.weight"], p["predictions.LayerNorm.bias"], eps)
-    logits, c_dec = linear_forward(t, word_embeddings, p["predictions.bias"])                 # (..., V)
+    t, c_dense = linear_forward(x, p["predictions.dense.weight"], p["predictions.dense.bias"], check=check)  # (..., E)
+    t, c_act = act_fwd(t, check=check)                                                        # (..., E)
+    t, c_ln = layernorm_forward(t, p["predictions.LayerNorm.weight"], p["predictions.LayerNorm.bias"], eps,
+                                check=check)
+    logits, c_dec = linear_forward(t, word_embeddings, p["predictions.bias"], check=check)    # (..., V)
     return logits, (c_dense, c_act, act_bwd, c_ln, c_dec)
 
 
@@ -65,12 +67,13 @@ def mlm_head_backward(dlogits, cache, g, dword_embeddings):
     return linear_backward(dt, c_dense, g["predictions.dense.weight"], g["predictions.dense.bias"])  # (..., H)
 
 
-def classifier_forward(x, W, b, dropout_p, rng, training):
+def classifier_forward(x, W, b, dropout_p, rng, training, *, check=True):
     """Derivation: [docs/model/heads.md](../model/heads.md).
 
-    Inputs: x (..., H); W (C, H), b (C,). Returns: logits (..., C) = dropout(x) @ W.T + b, cache."""
+    Inputs: x (..., H); W (C, H), b (C,); check: as every layer.
+    Returns: logits (..., C) = dropout(x) @ W.T + b, cache."""
     xd, c_drop = dropout_forward(x, dropout_p, rng, training)
-    logits, c_lin = linear_forward(xd, W, b)
+    logits, c_lin = linear_forward(xd, W, b, check=check)
     return logits, (c_drop, c_lin)
 
 
@@ -126,7 +129,7 @@ class _MLMMixin:
         else:
             pos, x, targets = None, seq, labels                           # (B, T, H)
         p = self.forward_params()                 # float16/bfloat16 copies under mixed precision
-        logits, cache = mlm_head_forward(x, p, p[WORD], c.hidden_act, c.layer_norm_eps)
+        logits, cache = mlm_head_forward(x, p, p[WORD], c.hidden_act, c.layer_norm_eps, check=False)
         return logits, pos, targets, (cache, pos, (B, T, H))
 
     def _mlm_backward(self, dlogits, cache):
@@ -168,8 +171,8 @@ class AlbertForPreTraining(_MLMMixin, AlbertPreTrainedModel):
         Returns: AlbertOutput with loss, mlm_loss, sop_loss, prediction_logits ((B, T, V) or
         (N, V) with masked_positions), sop_logits (B, C), last_hidden_state, pooler_output."""
         c, p = self.config, self.forward_params()
-        # labels first: a bad label is a ValueError before any arithmetic
-        input_ids = self._begin_forward(input_ids)
+        # inputs, then labels, checked before any arithmetic: a bad label is a ValueError first
+        input_ids, token_type_ids, attention_mask = self._inputs(input_ids, token_type_ids, attention_mask)
         B, T = input_ids.shape
         if labels is not None:
             labels = self._labels("labels", labels, (B, T), num_classes=c.vocab_size)
@@ -180,12 +183,13 @@ class AlbertForPreTraining(_MLMMixin, AlbertPreTrainedModel):
                                                  output_attentions, output_hidden_states)
         logits, pos, targets, c_mlm = self._mlm_forward(seq, labels, full_logits)
         sop_logits, c_sop = classifier_forward(pooled, p["sop_classifier.weight"], p["sop_classifier.bias"],
-                                               c.classifier_dropout_prob or 0.0, self.rng, self.training)
+                                               c.classifier_dropout_prob or 0.0, self.rng, self.training, check=False)
         mlm_loss = sop_loss = loss = c_mce = c_sce = None
         if targets is not None:
-            mlm_loss, c_mce = cross_entropy_forward(logits, targets, normalizer=mlm_normalizer)
+            mlm_loss, c_mce = cross_entropy_forward(logits, targets, normalizer=mlm_normalizer, check=False)
         if sentence_order_label is not None:
-            sop_loss, c_sce = cross_entropy_forward(sop_logits, sentence_order_label, normalizer=sop_normalizer)
+            sop_loss, c_sce = cross_entropy_forward(sop_logits, sentence_order_label, normalizer=sop_normalizer,
+                                                check=False)
         if mlm_loss is not None and sop_loss is not None:
             loss = mlm_loss + sop_loss                   # HF: a loss only when both labels are given
         out = AlbertOutput(loss=loss, prediction_logits=logits, sop_logits=sop_logits,
@@ -221,7 +225,7 @@ class AlbertForMaskedLM(_MLMMixin, AlbertPreTrainedModel):
         """Inputs as AlbertForPreTraining (no sentence_order_label, no sop_normalizer).
         Returns: AlbertOutput with loss, logits ((B, T, V) or (N, V) gathered), masked_positions,
         last_hidden_state."""
-        input_ids = self._begin_forward(input_ids)
+        input_ids, token_type_ids, attention_mask = self._inputs(input_ids, token_type_ids, attention_mask)
         if labels is not None:
             labels = self._labels("labels", labels, input_ids.shape, num_classes=self.config.vocab_size)
         seq, _, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
@@ -229,7 +233,7 @@ class AlbertForMaskedLM(_MLMMixin, AlbertPreTrainedModel):
         logits, pos, targets, c_mlm = self._mlm_forward(seq, labels, full_logits)
         loss = c_ce = None
         if targets is not None:
-            loss, c_ce = cross_entropy_forward(logits, targets, normalizer=mlm_normalizer)
+            loss, c_ce = cross_entropy_forward(logits, targets, normalizer=mlm_normalizer, check=False)
         out = AlbertOutput(loss=loss, logits=logits, last_hidden_state=seq, hidden_states=hs,
                            attentions=att, masked_positions=pos)
         return self._record(out, enc, mlm=c_mlm, ce=c_ce)
@@ -268,7 +272,7 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         regression, or (B, C) floats in [0, 1] for multi-label.
         Returns: AlbertOutput with loss, logits (B, C), last_hidden_state, pooler_output."""
         c, p = self.config, self.forward_params()
-        input_ids = self._begin_forward(input_ids)
+        input_ids, token_type_ids, attention_mask = self._inputs(input_ids, token_type_ids, attention_mask)
         B, C = input_ids.shape[0], c.num_labels
         kind = lab = None
         if labels is not None:              # checked before the encoder runs
@@ -292,14 +296,14 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         seq, pooled, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
                                                  output_attentions, output_hidden_states)
         logits, c_cls = classifier_forward(pooled, p["classifier.weight"], p["classifier.bias"],
-                                           c.classifier_dropout_prob or 0.0, self.rng, self.training)
+                                           c.classifier_dropout_prob or 0.0, self.rng, self.training, check=False)
         loss = c_loss = None
         if kind == "regression":
-            loss, c_loss = mse_forward(logits.reshape(lab.shape), lab)
+            loss, c_loss = mse_forward(logits.reshape(lab.shape), lab, check=False)
         elif kind == "single_label_classification":
-            loss, c_loss = cross_entropy_forward(logits, lab)
+            loss, c_loss = cross_entropy_forward(logits, lab, check=False)
         elif kind is not None:
-            loss, c_loss = bce_with_logits_forward(logits, lab)
+            loss, c_loss = bce_with_logits_forward(logits, lab, check=False)
         out = AlbertOutput(loss=loss, logits=logits, last_hidden_state=seq, pooler_output=pooled,
                            hidden_states=hs, attentions=att)
         return self._record(out, enc, cls=c_cls, loss_cache=c_loss, kind=kind, logits_shape=logits.shape)
@@ -338,17 +342,17 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
         """Inputs: input_ids etc. (B, T); labels (B, T) in [0, C) or -100.
         Returns: AlbertOutput with loss, logits (B, T, C), last_hidden_state."""
         c, p = self.config, self.forward_params()
-        input_ids = self._begin_forward(input_ids)
+        input_ids, token_type_ids, attention_mask = self._inputs(input_ids, token_type_ids, attention_mask)
         if labels is not None:
             labels = self._labels("labels", labels, input_ids.shape, num_classes=c.num_labels)
         seq, _, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
                                             output_attentions, output_hidden_states)
         drop = c.classifier_dropout_prob if c.classifier_dropout_prob is not None else c.hidden_dropout_prob
         logits, c_cls = classifier_forward(seq, p["classifier.weight"], p["classifier.bias"],
-                                           drop, self.rng, self.training)          # (B, T, C)
+                                           drop, self.rng, self.training, check=False)          # (B, T, C)
         loss = c_ce = None
         if labels is not None:
-            loss, c_ce = cross_entropy_forward(logits, labels)
+            loss, c_ce = cross_entropy_forward(logits, labels, check=False)
         out = AlbertOutput(loss=loss, logits=logits, last_hidden_state=seq, hidden_states=hs, attentions=att)
         return self._record(out, enc, cls=c_cls, ce=c_ce)
 
@@ -381,7 +385,7 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
         """Inputs: input_ids etc. (B, T); start_positions, end_positions (B,) ints.
         Returns: AlbertOutput with loss, start_logits, end_logits (B, T), last_hidden_state."""
         p = self.forward_params()
-        input_ids = self._begin_forward(input_ids)
+        input_ids, token_type_ids, attention_mask = self._inputs(input_ids, token_type_ids, attention_mask)
         B, T = input_ids.shape
         xp = get_array_module(input_ids)
         with_loss = start_positions is not None and end_positions is not None
@@ -394,13 +398,13 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
             end_positions = positions("end_positions", end_positions)
         seq, _, att, hs, enc = self._encode(input_ids, token_type_ids, attention_mask,
                                             output_attentions, output_hidden_states)
-        logits, c_qa = linear_forward(seq, p["qa_outputs.weight"], p["qa_outputs.bias"])  # (B, T, 2)
+        logits, c_qa = linear_forward(seq, p["qa_outputs.weight"], p["qa_outputs.bias"], check=False)  # (B, T, 2)
         start = xp.ascontiguousarray(logits[..., 0])                                      # (B, T)
         end = xp.ascontiguousarray(logits[..., 1])                                        # (B, T)
         loss = c_s = c_e = None
         if with_loss:
-            ls, c_s = cross_entropy_forward(start, start_positions, ignore_index=T)
-            le, c_e = cross_entropy_forward(end, end_positions, ignore_index=T)
+            ls, c_s = cross_entropy_forward(start, start_positions, ignore_index=T, check=False)
+            le, c_e = cross_entropy_forward(end, end_positions, ignore_index=T, check=False)
             loss = (ls + le) / 2
         out = AlbertOutput(loss=loss, start_logits=start, end_logits=end, last_hidden_state=seq,
                            hidden_states=hs, attentions=att)
@@ -439,27 +443,21 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         """Inputs: input_ids, token_type_ids, attention_mask (B, C, T); labels (B,) in [0, C).
         Returns: AlbertOutput with loss, logits (B, C)."""
         c, p = self.config, self.forward_params()
-        input_ids = self._begin_forward(input_ids, ndim=3)
+        input_ids, token_type_ids, attention_mask = self._inputs(input_ids, token_type_ids, attention_mask,
+                                                                 ndim=3)
         B, C, T = input_ids.shape
         if labels is not None:
             labels = self._labels("labels", labels, (B,), num_classes=C)
-
-        def flat(name, x):
-            if x is None:
-                return None
-            x = self._as_input(name, x, ndim=3)
-            if x.shape != input_ids.shape:
-                raise ValueError(f"{name} shape {tuple(x.shape)} != input_ids shape {(B, C, T)}")
-            return x.reshape(B * C, T)
-        seq, pooled, att, hs, enc = self._encode(input_ids.reshape(B * C, T), flat("token_type_ids", token_type_ids),
-                                                 flat("attention_mask", attention_mask),
-                                                 output_attentions, output_hidden_states)
-        logits, c_cls = classifier_forward(pooled, p["classifier.weight"], p["classifier.bias"],
-                                           c.classifier_dropout_prob or 0.0, self.rng, self.training)  # (B*C, 1)
+        if attention_mask is not None:
+            attention_mask = attention_mask.reshape(B * C, T)
+        seq, pooled, att, hs, enc = self._encode(input_ids.reshape(B * C, T), token_type_ids.reshape(B * C, T),
+                                                 attention_mask, output_attentions, output_hidden_states)
+        logits, c_cls = classifier_forward(pooled, p["classifier.weight"], p["classifier.bias"],   # (B*C, 1)
+                                           c.classifier_dropout_prob or 0.0, self.rng, self.training, check=False)
         logits = logits.reshape(B, C)
         loss = c_ce = None
         if labels is not None:
-            loss, c_ce = cross_entropy_forward(logits, labels)
+            loss, c_ce = cross_entropy_forward(logits, labels, check=False)
         out = AlbertOutput(loss=loss, logits=logits, hidden_states=hs, attentions=att)
         return self._record(out, enc, cls=c_cls, ce=c_ce)
 

@@ -26,7 +26,7 @@ _LAYER = "{A}encoder.albert_layer_groups.{g}.albert_layers.{j}."
 NAME_TABLE = (
     # ours                                               HF
     ("embeddings.word_embeddings.weight",                "{A}embeddings.word_embeddings.weight"),         # (V, E)
-    ("embeddings.position_embeddings.weight",            "{A}embeddings.position_embeddings.weight"),     # (P, E)
+    ("embeddings.position_embeddings.weight",            "{A}embeddings.position_embeddings.weight"),     # (Tmax, E)
     ("embeddings.token_type_embeddings.weight",          "{A}embeddings.token_type_embeddings.weight"),   # (TT, E)
     ("embeddings.LayerNorm.weight",                      "{A}embeddings.LayerNorm.weight"),               # (E,)
     ("embeddings.LayerNorm.bias",                        "{A}embeddings.LayerNorm.bias"),                 # (E,)
@@ -168,6 +168,20 @@ def load_native_state_dict(model, state, strict_head=True):
     return missing, sorted(set(have) - set(model.params))
 
 
+def pretrained_state(model):
+    """What :func:`save_pretrained` writes, in memory: (tensors {file key: C-ordered host
+    array}, config dict with ``architectures`` and ``dtype``). HF names for sharing
+    "all"/"none"; minialbert's own names (prefix ``minialbert.``) for "attention"/"ffn",
+    which HF cannot express."""
+    if model.config.sharing in ("attention", "ffn"):
+        tensors = {NATIVE_PREFIX + k: np.ascontiguousarray(to_numpy(v)) for k, v in model.params.items()}
+    else:
+        tensors = {k: np.ascontiguousarray(v) for k, v in to_hf_state_dict(model, tied=False).items()}
+    cfg = model.config.to_dict(architectures=[type(model).__name__])
+    cfg["dtype"] = model.dtype.name
+    return tensors, cfg
+
+
 def save_pretrained(model, path) -> str:
     """Write ``config.json`` (with ``architectures``) and ``model.safetensors`` into the
     directory ``path``; ``transformers.AlbertFor*.from_pretrained(path)`` loads it. Each file
@@ -177,12 +191,7 @@ def save_pretrained(model, path) -> str:
     :func:`from_pretrained` only. Returns path."""
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
-    if model.config.sharing in ("attention", "ffn"):
-        tensors = {NATIVE_PREFIX + k: np.ascontiguousarray(to_numpy(v)) for k, v in model.params.items()}
-    else:
-        tensors = {k: np.ascontiguousarray(v) for k, v in to_hf_state_dict(model, tied=False).items()}
-    cfg = model.config.to_dict(architectures=[type(model).__name__])
-    cfg["dtype"] = model.dtype.name
+    tensors, cfg = pretrained_state(model)
     for name, write in (("model.safetensors", lambda f: save_file(tensors, f, metadata={"format": "pt"})),
                         ("config.json", lambda f: _write_text(f, json.dumps(cfg, indent=2) + "\n"))):
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path)

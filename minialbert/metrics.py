@@ -6,7 +6,7 @@ costs the same arithmetic as an unshared BERT layer. So for training (forward +
 backward = 3 x forward, 2 FLOPs per multiply-add)::
 
     FLOPs = 6 * (params touched per token, each layer counted once per application) * tokens
-          + 12 * L * T * H * tokens                        # attention scores and P @ V
+          + 12 * L * T * H * tokens                        # attention scores and probs @ v
           + 6 * (MLM head params) * predicted positions     # the decoder runs where logits are computed
           + 6 * (pooler + sentence head params) * sequences
 
@@ -63,7 +63,7 @@ def train_flops(config, batch_size: int, seq_len: int, n_predictions=None,
     n_pred = tokens if n_predictions is None else int(n_predictions)
     k = 6.0 if training else 2.0
     per_token = (E * H + H) + layer_applications(config) * layer_params_per_application(config)
-    # QK^T and P@V: 2 matmuls of T*H multiply-adds per token, i.e. 2*T*H "params"; x k below
+    # QK^T and probs @ v: 2 matmuls of T*H multiply-adds per token, i.e. 2*T*H "params"; x k below
     attention = 2.0 * layer_applications(config) * T * H
     mlm = H * E + E + 2 * E + E * V + V                   # dense, LayerNorm, tied decoder + bias
     seq = (H * H + H + 2 * H + 2) if sentence_head else 0
@@ -236,7 +236,7 @@ def accuracy(preds, labels) -> float:
 
 
 def f1_binary(preds, labels, positive=1) -> float:
-    """F1 of the positive class (GLUE MRPC/QQP): 2PR / (P + R); 0 when nothing is
+    """F1 of the positive class (GLUE MRPC/QQP): 2 precision recall / (precision + recall); 0 when nothing is
     predicted or present positive."""
     preds, labels = np.asarray(preds), np.asarray(labels)
     tp = float(((preds == positive) & (labels == positive)).sum())

@@ -1,12 +1,14 @@
 """ALBERT: embeddings -> E->H projection -> one shared layer applied L times -> pooler.
 
 Letters: B batch, T sequence, V vocabulary, E embedding size, H hidden size, NH heads,
-HS = H // NH head size, I intermediate size, L depth (layer applications), G groups.
+HS = H // NH head size, I intermediate size, L depth (layer applications), G groups,
+Tmax position-table size (max_position_embeddings), TT token types, MP most masked
+predictions per sequence (the data), N labelled positions of a batch.
 
 Every forward has a backward beside it. Parameters live in ``model.params`` and their
 gradients in ``model.grads``, two dicts with the same keys (see ``param_names``):
 
-    embeddings.{word,position,token_type}_embeddings.weight   (V|P|TT, E)
+    embeddings.{word,position,token_type}_embeddings.weight   (V|Tmax|TT, E)
     embeddings.LayerNorm.{weight,bias}                        (E,)
     encoder.embedding_hidden_mapping_in.{weight (H, E), bias (H,)}
     encoder.attention.{k}.{query,key,value,dense}.{weight (H, H), bias (H,)}
@@ -102,25 +104,26 @@ class AlbertOutput:
 # one AlbertLayer: post-LN attention block, then post-LN FFN block
 # ----------------------------------------------------------------------------------------
 
-def albert_layer_forward(h, pa, pf, config, mask_add, rng, training, return_probs=False):
+def albert_layer_forward(h, pa, pf, config, mask_add, rng, training, return_probs=False, *, check=True):
     """Derivation: [docs/model/shared-layer-gradient.md](../model/shared-layer-gradient.md).
 
-    Inputs: h (B, T, H); pa dict with ATTENTION_BLOCK names, pf with FFN_BLOCK names.
+    Inputs: h (B, T, H); pa dict with ATTENTION_BLOCK names, pf with FFN_BLOCK names;
+    check: the layers validate their arguments (the model checks once and passes False).
     Returns: h2 (B, T, H), probs (B, NH, T, T) or None, cache."""
     c = config
     if return_probs:
         a, probs, ca = attention_forward(h, pa, c.num_attention_heads, mask_add,
-                                         c.attention_probs_dropout_prob, rng, training, True)
+                                         c.attention_probs_dropout_prob, rng, training, True, check=check)
     else:
         a, ca = attention_forward(h, pa, c.num_attention_heads, mask_add,
-                                  c.attention_probs_dropout_prob, rng, training)  # (B, T, H)
+                                  c.attention_probs_dropout_prob, rng, training, check=check)  # (B, T, H)
         probs = None
     a, cd = dropout_forward(a, c.hidden_dropout_prob, rng, training)        # attention.output_dropout
     a += h                                                                  # residual (a is ours to mutate)
-    h1, cl1 = layernorm_forward(a, pa["LayerNorm.weight"], pa["LayerNorm.bias"], c.layer_norm_eps)
-    f, cf = feedforward_forward(h1, pf, c.hidden_act)                       # (B, T, H); HF has no FFN dropout
+    h1, cl1 = layernorm_forward(a, pa[ATTN_LN[0]], pa[ATTN_LN[1]], c.layer_norm_eps, check=check)
+    f, cf = feedforward_forward(h1, pf, c.hidden_act, check=check)          # (B, T, H); HF has no FFN dropout
     f += h1
-    h2, cl2 = layernorm_forward(f, pf[FFN_LN[0]], pf[FFN_LN[1]], c.layer_norm_eps)  # (B, T, H)
+    h2, cl2 = layernorm_forward(f, pf[FFN_LN[0]], pf[FFN_LN[1]], c.layer_norm_eps, check=check)  # (B, T, H)
     return h2, probs, (ca, cd, cl1, cf, cl2)
 
 
@@ -174,6 +177,7 @@ class AlbertPreTrainedModel:
         for name, shape, kind in self._param_specs():
             self.params[name] = _init_param(init, shape, kind, config, self.dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._param_shapes = {k: tuple(v.shape) for k, v in self.params.items()}
         c = config
         self._attn_names = [{s: f"encoder.attention.{k}.{s}" for s in ATTENTION_BLOCK}
                             for k in range(c.num_attention_blocks)]
@@ -281,16 +285,49 @@ class AlbertPreTrainedModel:
             activate(self.precision, device)      # tf32: CuPy's TF32 mode before the first matmul
         return self
 
-    # -- input checks ----------------------------------------------------------------
-    def _begin_forward(self, input_ids, ndim=2):
+    # -- input checks: once per forward, here at the boundary -------------------------
+    def _inputs(self, input_ids, token_type_ids=None, attention_mask=None, ndim=2):
         """Start a forward: drop the previous forward's caches (a forward that fails on bad
-        input must not leave them behind for backward()) and check input_ids."""
+        input must not leave them behind for backward()) and check everything the encoder
+        reads, once, so that the layers need not check it L times: the ids, types and
+        mask (integers of one shape (B, T), or (B, C, T) with ndim=3, values in range, one
+        host synchronisation for all three) and the parameters (names, shapes, dtype).
+        Returns: input_ids, token_type_ids (zeros when None), attention_mask (None when all
+        ones: HF 5.x then passes no mask at all), on the model's device."""
         self._tape = None
-        return self._as_input("input_ids", input_ids, ndim)
+        c = self.config
+        input_ids = self._as_ints("input_ids", input_ids, ndim)
+        shape = tuple(input_ids.shape)
+        if 0 in shape:
+            raise ValueError(f"input_ids must have at least one sequence and one token, got shape {shape}")
+        if shape[-1] > c.max_position_embeddings:
+            raise ValueError(f"sequence length {shape[-1]} exceeds max_position_embeddings="
+                             f"{c.max_position_embeddings}")
+        xp = get_array_module(input_ids)
+        if token_type_ids is None:
+            token_type_ids = xp.zeros(shape, dtype=np.int64)            # HF default: segment A
+        token_type_ids = self._as_ints("token_type_ids", token_type_ids, ndim, shape)
+        checked = [("input_ids", input_ids, 0, c.vocab_size),
+                   ("token_type_ids", token_type_ids, 0, c.type_vocab_size)]
+        if attention_mask is not None:
+            # other values would not mean "attend"/"padding" (HF's (1 - mask) * finfo.min
+            # turns a 2 into a huge *positive* score)
+            attention_mask = self._as_ints("attention_mask", attention_mask, ndim, shape)
+            checked.append(("attention_mask", attention_mask, 0, 2))
+        bounds = xp.stack([v for _, x, _, _ in checked for v in (x.min(), x.max())]).tolist()
+        for (name, _, low, high), lo, hi in zip(checked, bounds[::2], bounds[1::2]):
+            if lo < low or hi >= high:
+                if name == "attention_mask":
+                    raise ValueError(f"attention_mask must hold 1 (attend) and 0 (padding) only, "
+                                     f"got values in [{int(lo)}, {int(hi)}]")
+                raise ValueError(f"{name} must lie in [{low}, {high}), got values in [{int(lo)}, {int(hi)}]")
+        if attention_mask is not None and bounds[4] == 1:
+            attention_mask = None                  # all ones changes nothing
+        self._check_params()
+        return input_ids, token_type_ids, attention_mask
 
-    def _as_input(self, name, x, ndim=2):
-        """Integer ids on the model's device, checked for type and rank."""
-        xp = get_array_module(*self.params.values())
+    def _as_ints(self, name, x, ndim, shape=None):
+        """Integer ids on the model's device, checked for type, rank and shape."""
         if not hasattr(x, "dtype"):
             x = _host_array(name, x)
         if device_of(x) != self.device:
@@ -299,36 +336,20 @@ class AlbertPreTrainedModel:
             raise ValueError(f"{name} must be an integer array, got dtype {x.dtype}")
         if x.ndim != ndim:
             raise ValueError(f"{name} must be {ndim}-d, got shape {tuple(x.shape)}")
+        if shape is not None and tuple(x.shape) != shape:
+            raise ValueError(f"{name} shape {tuple(x.shape)} != input_ids shape {shape}")
         return x
 
-    def _prepare(self, input_ids, token_type_ids, attention_mask):
-        c = self.config
-        input_ids = self._as_input("input_ids", input_ids)
-        B, T = input_ids.shape
-        if B == 0 or T == 0:
-            raise ValueError(f"input_ids must have at least one sequence and one token, got shape {(B, T)}")
-        if T > c.max_position_embeddings:
-            raise ValueError(f"sequence length {T} exceeds max_position_embeddings={c.max_position_embeddings}")
-        xp = get_array_module(input_ids)
-        if token_type_ids is None:
-            token_type_ids = xp.zeros((B, T), dtype=np.int64)             # HF default: segment A
-        token_type_ids = self._as_input("token_type_ids", token_type_ids)
-        if token_type_ids.shape != input_ids.shape:
-            raise ValueError(f"token_type_ids shape {tuple(token_type_ids.shape)} != input_ids shape {(B, T)}")
-        if attention_mask is not None:
-            attention_mask = self._as_input("attention_mask", attention_mask)
-            if attention_mask.shape != input_ids.shape:
-                raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {(B, T)}")
-            # one host sync for both checks; other values would not mean "attend"/"padding"
-            # (HF's (1 - mask) * finfo.min turns a 2 into a huge *positive* score)
-            lo, hi = (int(v) for v in xp.stack((attention_mask.min(), attention_mask.max())).tolist())
-            if lo < 0 or hi > 1:
-                raise ValueError(f"attention_mask must hold 1 (attend) and 0 (padding) only, "
-                                 f"got values in [{lo}, {hi}]")
-            # an all-ones mask changes nothing (HF 5.x then passes no mask at all)
-            if lo == 1:
-                attention_mask = None
-        return input_ids, token_type_ids, attention_mask
+    def _check_params(self):
+        """The parameters are the ones the config implies: a weight replaced by hand with
+        another shape or dtype is an error here, not a broadcast deep in a layer."""
+        if self.params.keys() != self._param_shapes.keys():
+            raise ValueError(f"model.params must hold exactly {type(self).__name__}'s parameters: "
+                             f"differ in {sorted(self.params.keys() ^ self._param_shapes.keys())[:5]}")
+        for k, w in self.params.items():
+            if w.shape != self._param_shapes[k] or w.dtype != self.dtype:
+                raise ValueError(f"model.params[{k!r}] must be {self.dtype.name}{self._param_shapes[k]}, "
+                                 f"got {w.dtype}{tuple(w.shape)}")
 
     def _labels(self, name, x, shape, dtype=None, num_classes=None):
         """Labels on the model's device with the given shape (integers unless dtype).
@@ -366,24 +387,22 @@ class AlbertPreTrainedModel:
         return self.rng
 
     # -- the encoder -----------------------------------------------------------------
-    def _encode(self, input_ids, token_type_ids=None, attention_mask=None,
+    def _encode(self, input_ids, token_type_ids, attention_mask,
                 output_attentions=False, output_hidden_states=False):
-        """Embeddings -> projection -> L layer applications -> pooler.
+        """Embeddings -> projection -> L layer applications -> pooler, on inputs that
+        :meth:`_inputs` checked (so no layer checks them again).
         Returns: seq (B, T, H), pooled (B, H) or None, attentions, hidden_states, cache."""
         c, p = self.config, self.forward_params()
-        input_ids = self._begin_forward(input_ids)
-        input_ids, token_type_ids, attention_mask = self._prepare(input_ids, token_type_ids, attention_mask)
         B, T = input_ids.shape
         rng, training = self._dropout_rng(), self.training
         # embeddings: word + token type + position (HF's order), LayerNorm, dropout
-        e, c_word = embedding_forward(input_ids, p[WORD], padding_idx=c.pad_token_id,
-                                      name="input_ids")                          # (B, T, E)
-        te, c_type = embedding_forward(token_type_ids, p[TYPE], name="token_type_ids")  # (B, T, E)
+        e, c_word = embedding_forward(input_ids, p[WORD], padding_idx=c.pad_token_id, check=False)  # (B, T, E)
+        te, c_type = embedding_forward(token_type_ids, p[TYPE], check=False)     # (B, T, E)
         e += te
         e += p[POS][:T]                                                          # (B, T, E)
-        x0, c_eln = layernorm_forward(e, p[EMB_LN[0]], p[EMB_LN[1]], c.layer_norm_eps)
+        x0, c_eln = layernorm_forward(e, p[EMB_LN[0]], p[EMB_LN[1]], c.layer_norm_eps, check=False)
         x0, c_edrop = dropout_forward(x0, c.hidden_dropout_prob, rng, training)  # (B, T, E)
-        h, c_proj = linear_forward(x0, p[PROJ[0]], p[PROJ[1]])                   # (B, T, H)
+        h, c_proj = linear_forward(x0, p[PROJ[0]], p[PROJ[1]], check=False)      # (B, T, H)
         mask_add = None if attention_mask is None else make_attention_mask(attention_mask, self.compute_dtype)
         hidden_states = [h] if output_hidden_states else None
         attentions = [] if output_attentions else None
@@ -394,7 +413,7 @@ class AlbertPreTrainedModel:
                 pa = {s: p[n] for s, n in self._attn_names[ka].items()}
                 pf = {s: p[n] for s, n in self._ffn_names[kf].items()}
                 h, probs, lc = albert_layer_forward(h, pa, pf, c, mask_add, rng, training,
-                                                    return_probs=output_attentions)  # (B, T, H)
+                                                    return_probs=output_attentions, check=False)  # (B, T, H)
                 layer_caches.append((ka, kf, lc))
                 if output_hidden_states:
                     hidden_states.append(h)
@@ -403,8 +422,8 @@ class AlbertPreTrainedModel:
         seq = h
         pooled = c_pool = None
         if self.add_pooling_layer:
-            z, c_lin = linear_forward(seq[:, 0], p[POOLER[0]], p[POOLER[1]])     # (B, H) on [CLS]
-            pooled, c_tanh = tanh_forward(z)                                     # (B, H)
+            z, c_lin = linear_forward(seq[:, 0], p[POOLER[0]], p[POOLER[1]], check=False)  # (B, H) on [CLS]
+            pooled, c_tanh = tanh_forward(z, check=False)                        # (B, H)
             c_pool = (c_lin, c_tanh)
         cache = (B, T, c_word, c_type, c_eln, c_edrop, c_proj, layer_caches, c_pool)
         return (seq, pooled, tuple(attentions) if output_attentions else None,
@@ -432,10 +451,10 @@ class AlbertPreTrainedModel:
         # With sharing="all" and G = 1 every depth uses block 0, so after this loop
         # g["encoder.attention.0.query.weight"] = sum over the L depths of that depth's gradient.
         # No other place sums them (docs/model/shared-layer-gradient.md).
-        for ka, kf, lc in reversed(layer_caches):
-            ga = {s: g[n] for s, n in self._attn_names[ka].items()}
-            gf = {s: g[n] for s, n in self._ffn_names[kf].items()}
-            dh = albert_layer_backward(dh, lc, ga, gf)                           # (B, T, H)
+        for ka, kf, lc in reversed(layer_caches):                                # depth L-1, ..., 0
+            ga = {s: g[n] for s, n in self._attn_names[ka].items()}              # the SAME arrays at
+            gf = {s: g[n] for s, n in self._ffn_names[kf].items()}               # every depth
+            dh = albert_layer_backward(dh, lc, ga, gf)       # adds this depth's term into ga, gf
         # h = x0 @ Wmap.T + bmap
         dx0 = linear_backward(dh, c_proj, g[PROJ[0]], g[PROJ[1]])                # (B, T, E)
         dx0 = dropout_backward(dx0, c_edrop)
@@ -540,6 +559,7 @@ class AlbertModel(AlbertPreTrainedModel):
         """Inputs: input_ids (B, T) ints in [0, V); token_type_ids (B, T) in [0, type_vocab_size)
         (default 0); attention_mask (B, T) 1 = attend, 0 = padding (default all ones).
         Returns: AlbertOutput with last_hidden_state, pooler_output."""
+        input_ids, token_type_ids, attention_mask = self._inputs(input_ids, token_type_ids, attention_mask)
         seq, pooled, att, hs, cache = self._encode(input_ids, token_type_ids, attention_mask,
                                                    output_attentions, output_hidden_states)
         out = AlbertOutput(last_hidden_state=seq, pooler_output=pooled, attentions=att, hidden_states=hs)

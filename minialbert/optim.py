@@ -374,9 +374,9 @@ def make_optimizer(name: str, params, **kwargs):
 # schedule and clipping
 # ----------------------------------------------------------------------------------------
 
-def lr_at(step: int, peak_lr: float, warmup_steps: int, total_steps: int, power: float = 1.0) -> float:
-    """The learning rate for optimiser step ``step`` (0 for the first update), as
-    ALBERT/BERT's ``create_optimizer``::
+class LRSchedule:
+    """ALBERT/BERT's learning-rate schedule (``create_optimizer``), its settings checked once
+    here: ``schedule = LRSchedule(peak_lr, W, T)``, then ``schedule(t)`` at every step::
 
         lr(t) = peak_lr * t / W                          if t < W     (warm-up; lr(0) = 0)
         lr(t) = peak_lr * (1 - min(t, T)/T) ** power     otherwise    (polynomial decay to 0)
@@ -384,22 +384,40 @@ def lr_at(step: int, peak_lr: float, warmup_steps: int, total_steps: int, power:
     Note the decay is counted from step 0, as TF's ``polynomial_decay``: at t = W the rate
     is ``peak_lr * (1 - W/T)``, and it is 0 from t = T on.
 
-    Inputs: step >= 0; peak_lr >= 0; warmup_steps W in [0, T]; total_steps T >= 1; power > 0.
-    Returns: a Python float.
+    Inputs: peak_lr >= 0; warmup_steps W in [0, T]; total_steps T >= 1; power > 0.
     """
-    for name, val in (("step", step), ("warmup_steps", warmup_steps), ("total_steps", total_steps)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {val!r}")
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be at least 1, got {total_steps}")
-    if warmup_steps > total_steps:
-        raise ValueError(f"warmup_steps={warmup_steps} exceeds total_steps={total_steps}")
-    _check_nonneg_float("peak_lr", peak_lr)
-    if not isinstance(power, (int, float)) or not power > 0:
-        raise ValueError(f"power must be positive, got {power!r}")
-    if step < warmup_steps:
-        return float(peak_lr) * step / warmup_steps
-    return float(peak_lr) * (1.0 - min(step, total_steps) / total_steps) ** power
+
+    def __init__(self, peak_lr: float, warmup_steps: int, total_steps: int, power: float = 1.0):
+        _check_count("warmup_steps", warmup_steps)
+        _check_count("total_steps", total_steps)
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be at least 1, got {total_steps}")
+        if warmup_steps > total_steps:
+            raise ValueError(f"warmup_steps={warmup_steps} exceeds total_steps={total_steps}")
+        _check_nonneg_float("peak_lr", peak_lr)
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not power > 0:
+            raise ValueError(f"power must be positive, got {power!r}")
+        self.peak_lr, self.power = float(peak_lr), float(power)
+        self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
+
+    def __call__(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0 for the first update), a float."""
+        W, T = self.warmup_steps, self.total_steps
+        if step < W:
+            return self.peak_lr * step / W
+        return self.peak_lr * (1.0 - min(step, T) / T) ** self.power
+
+    def __repr__(self):
+        return (f"LRSchedule(peak_lr={self.peak_lr!r}, warmup_steps={self.warmup_steps}, "
+                f"total_steps={self.total_steps}, power={self.power!r})")
+
+
+def lr_at(step: int, peak_lr: float, warmup_steps: int, total_steps: int, power: float = 1.0) -> float:
+    """``LRSchedule(peak_lr, warmup_steps, total_steps, power)(step)`` with every argument
+    checked (step >= 0 an integer): for one value. A loop builds the :class:`LRSchedule`
+    once and calls it every step. Returns: a Python float."""
+    _check_count("step", step)
+    return LRSchedule(peak_lr, warmup_steps, total_steps, power)(step)
 
 
 def global_grad_norm(grads: Mapping) -> float:
@@ -513,6 +531,11 @@ def layerwise_lr_multipliers(param_names: Iterable[str], config, decay: float) -
 # ----------------------------------------------------------------------------------------
 # argument checks
 # ----------------------------------------------------------------------------------------
+
+def _check_count(name, x):
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {x!r}")
+
 
 def _check_nonneg_float(name, x):
     if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)) \

@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .layers.losses import IGNORE_INDEX
 from .tokenizer import truncate_longest_first
-
-IGNORE_INDEX = -100
 TASK_KINDS = ("sequence_classification", "regression", "token_classification", "question_answering")
 
 TEXT_COLUMNS = [("sentence1", "sentence2"), ("question1", "question2"), ("question", "sentence"),

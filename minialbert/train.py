@@ -34,10 +34,10 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import metrics
 from .backend import Random, check_device, resolve_dtype, synchronize
-from .config import PRESETS, AlbertConfig
+from .config import PRESETS, SHARING_MODES, AlbertConfig
 from .data import (ShardLoader, load_default_corpus,
                    load_text_corpus, read_manifest)
-from .data.pretraining import collate
+from .data.pretraining import SENTENCE_TASKS, collate
 from .data.heldout import heldout_dir
 from .evaluation import check_data_dir, evaluate_batches, shard_batches
 from .heads import AlbertForMaskedLM, AlbertForPreTraining
@@ -49,11 +49,10 @@ from .rundir import Interrupted, RunDir, RunDirError, StopSignals, write_json_at
 from .step import RunningMetrics, SingleProcess, StepStats, TrainingDiverged, pretraining_stats, train_step
 from .tokenizer import Tokenizer
 
-SENTENCE_TASKS = ("sop", "nsp", "none")
 # "adamw" is ALBERT's AdamWeightDecayOptimizer (no bias correction); "adamw-torch" is
 # torch.optim.AdamW (bias-corrected), the demo default: see docs/training/pretraining.md
 OPTIMIZERS = OPTIMIZER_NAMES
-SHARING = ("all", "attention", "ffn", "none")
+SHARING = SHARING_MODES
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.jsonl"

@@ -8,7 +8,8 @@ import pytest
 
 from minialbert import checkpoint as ck
 from minialbert.backend import Random
-from minialbert.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
+from minialbert.checkpoint import (CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint,
+                                   write_checkpoint)
 from minialbert.optim import LAMB, AdamW
 
 
@@ -63,7 +64,7 @@ def assert_tree_equal(a, b, path="top"):
 
 def test_state_dict_round_trip_is_exact(tmp_path):
     model_state, config, opt_state, extra, gen = state_dict_checkpoint()
-    d = save_checkpoint(tmp_path / "checkpoint", model_state, config, opt_state, extra,
+    d = write_checkpoint(tmp_path / "checkpoint", model_state, config, opt_state, extra,
                         files={"spiece.model": b"\x00\x01binary"})
     assert sorted(os.listdir(d)) == sorted([ck.CONFIG_FILE, ck.MODEL_FILE, ck.OPTIMIZER_FILE,
                                             ck.TRAINER_STATE_FILE, ck.MANIFEST, "spiece.model"])
@@ -85,7 +86,8 @@ def test_state_dict_round_trip_is_exact(tmp_path):
 def test_trainer_state_shortcuts_and_rng_restore(tmp_path):
     r = Random(7)
     r.permutation(10)
-    d = save_checkpoint(tmp_path / "c", {"w": np.ones(2)}, {"a": 1}, step=5, rng=r,
+    from minialbert import AlbertModel
+    d = save_checkpoint(tmp_path / "c", AlbertModel(tiny_config()), step=5, rng=r,
                         extra={"data_state": {"epoch": 1, "i": 4}})
     r2 = Random(99)
     out = load_checkpoint(d, rng=r2)
@@ -107,7 +109,7 @@ def test_model_and_optimizer_resume_bit_for_bit(tmp_path, sharing):
     o1 = LAMB(m1)
     for _ in range(2):
         o1.step(grads_for(m1), 1e-3)
-    d = save_checkpoint(tmp_path / "checkpoint", m1, o1, step=2)          # the short form
+    d = save_checkpoint(tmp_path / "checkpoint", m1, o1, step=2)
     m2 = AlbertForPreTraining(c, seed=2)                  # different init: must be overwritten
     o2 = LAMB(m2)
     out = load_checkpoint(d, model=m2, optimizer=o2)
@@ -140,7 +142,7 @@ def test_load_into_wrong_model_is_a_clear_error(tmp_path):
         load_checkpoint(d, optimizer=AdamW(m))
     with pytest.raises(ValueError, match="optimizer=.adamw"):
         o = LAMB(m)
-        save_checkpoint(d, m, optimizer_state=o, step=0)
+        save_checkpoint(d, m, o, step=0)
         load_checkpoint(d, optimizer=AdamW(m))
 
 
@@ -150,7 +152,7 @@ def test_load_into_wrong_model_is_a_clear_error(tmp_path):
 
 def _saved(tmp_path):
     model_state, config, opt_state, extra, _ = state_dict_checkpoint()
-    return save_checkpoint(tmp_path / "checkpoint", model_state, config, opt_state, extra,
+    return write_checkpoint(tmp_path / "checkpoint", model_state, config, opt_state, extra,
                            files={"spiece.model": b"tokenizer bytes"})
 
 
@@ -239,12 +241,12 @@ def test_exception_mid_write_leaves_previous_checkpoint(tmp_path, monkeypatch, e
     monkeypatch.setattr(ck, "_write", failing_write)
     model_state, config, opt_state, extra, _ = state_dict_checkpoint(step=9, seed=1)
     with pytest.raises(type(exc)):
-        save_checkpoint(d, model_state, config, opt_state, extra)
+        write_checkpoint(d, model_state, config, opt_state, extra)
     monkeypatch.setattr(ck, "_write", real_write)
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]   # no temporaries left
     _assert_is_old(d)
-    save_checkpoint(d, model_state, config, opt_state, extra)             # and the next save works
+    write_checkpoint(d, model_state, config, opt_state, extra)             # and the next save works
     _assert_is_old(d, step=9)
 
 
@@ -262,12 +264,12 @@ def test_crash_inside_the_swap_falls_back_to_prev(tmp_path, monkeypatch):
     monkeypatch.setattr(ck.os, "rename", crash_on_second_rename)
     model_state, config, opt_state, extra, _ = state_dict_checkpoint(step=9, seed=1)
     with pytest.raises(OSError, match="power cut"):
-        save_checkpoint(d, model_state, config, opt_state, extra)
+        write_checkpoint(d, model_state, config, opt_state, extra)
     monkeypatch.setattr(ck.os, "rename", real_rename)
     assert not d.exists() and find_checkpoint(d) == tmp_path / "checkpoint.prev"
     with pytest.warns(UserWarning, match="previous checkpoint"):
         _assert_is_old(d)
-    save_checkpoint(d, model_state, config, opt_state, extra)
+    write_checkpoint(d, model_state, config, opt_state, extra)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
     _assert_is_old(d, step=9)
 
@@ -277,7 +279,7 @@ def test_stale_prev_and_temporaries_are_cleaned(tmp_path):
     (tmp_path / ".checkpoint.tmp-dead").mkdir()
     (tmp_path / "checkpoint.prev").mkdir()        # a swap that crashed after its second rename
     model_state, config, opt_state, extra, _ = state_dict_checkpoint(step=4)
-    save_checkpoint(d, model_state, config, opt_state, extra)
+    write_checkpoint(d, model_state, config, opt_state, extra)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
     _assert_is_old(d, step=4)
 
@@ -287,16 +289,21 @@ def test_save_bad_input(tmp_path):
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
     with pytest.raises(ValueError, match="not a minialbert checkpoint"):
-        save_checkpoint(other, {"w": np.ones(1)}, {})
+        write_checkpoint(other, {"w": np.ones(1)}, {})
     assert (other / "notes.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="config_dict"):
-        save_checkpoint(tmp_path / "c", {"w": np.ones(1)})
+        write_checkpoint(tmp_path / "c", {"w": np.ones(1)}, None)
     with pytest.raises(ValueError, match="files"):
-        save_checkpoint(tmp_path / "c", {"w": np.ones(1)}, {}, files={"config.json": b"x"})
+        write_checkpoint(tmp_path / "c", {"w": np.ones(1)}, {}, files={"config.json": b"x"})
     with pytest.raises(ValueError, match="files"):
-        save_checkpoint(tmp_path / "c", {"w": np.ones(1)}, {}, files={"../x": b"x"})
+        write_checkpoint(tmp_path / "c", {"w": np.ones(1)}, {}, files={"../x": b"x"})
     with pytest.raises(ValueError, match="cannot be stored"):
-        save_checkpoint(tmp_path / "c", {"w": np.ones(1)}, {}, extra_state={"f": object()})
+        write_checkpoint(tmp_path / "c", {"w": np.ones(1)}, {}, trainer_state={"f": object()})
+    from minialbert import AlbertModel
     with pytest.raises(ValueError, match="rng"):
-        save_checkpoint(tmp_path / "c", {"w": np.ones(1)}, {}, rng="seed")
+        save_checkpoint(tmp_path / "c", AlbertModel(tiny_config()), rng="seed")
+    with pytest.raises(ValueError, match="model"):
+        save_checkpoint(tmp_path / "c", {"w": np.ones(1)})
+    with pytest.raises(ValueError, match="optimizer"):
+        save_checkpoint(tmp_path / "c", AlbertModel(tiny_config()), {"step": 0})
     assert not (tmp_path / "c").exists()

@@ -141,7 +141,7 @@ def register(subparsers) -> None:
                    help="sop: consecutive segments swapped half the time (label 1 = swapped); nsp: B from a "
                         "random document half the time (label 1 = random); none: one segment")
     b.add_argument("--masked-lm-prob", type=float, default=0.15, help="share of tokens to predict")
-    b.add_argument("--max-predictions-per-seq", type=int, default=20, help="P: most masked tokens per example")
+    b.add_argument("--max-predictions-per-seq", type=int, default=20, help="MP: most masked tokens per example")
     b.add_argument("--max-ngram", type=int, default=3, help="longest masked n-gram of whole words; p(n) ∝ 1/n")
     b.add_argument("--short-seq-prob", type=float, default=0.1,
                    help="probability of a shorter random target length")

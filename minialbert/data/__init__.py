@@ -9,7 +9,8 @@
 """
 from .corpus import (corpus_hash, load_default_corpus, load_text_corpus,  # noqa: F401
                      read_text_file, split_sentences)
-from .pretraining import (SENTENCE_TASKS, PretrainingStream, check_data_args, collate,  # noqa: F401
+from .pretraining import (SENTENCE_TASKS, EmptyCorpusError, PretrainingStream, check_data_args,  # noqa: F401
+                          collate,
                           create_pretraining_examples, iterate_batches, mask_tokens,
                           tokenize_documents, word_start_table)
 from .heldout import split_documents  # noqa: F401

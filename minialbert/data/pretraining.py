@@ -26,8 +26,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..layers.losses import IGNORE_INDEX
+
 SENTENCE_TASKS = ("sop", "nsp", "none")
-IGNORE_INDEX = -100
+
+
+class EmptyCorpusError(ValueError):
+    """No document has a sentence left after tokenizing: there is nothing to make examples of."""
 _PUNCT = set('!"#$%&\'()*+,-./:;?@[\\]^_`{|}~')
 _ALLOWED = set(string.ascii_lowercase) | _PUNCT
 
@@ -117,7 +122,7 @@ def mask_tokens(ids: np.ndarray, rng: np.random.Generator, start_table: np.ndarr
     - rng: the example stream's Generator; start_table: (V,) bool, see :func:`word_start_table`.
     - special_ids: ids never masked (``[CLS]``, ``[SEP]``).
 
-    Returns: (masked_ids (T,), positions (P,) ascending, labels (P,)) with P <= budget =
+    Returns: (masked_ids (T,), positions (MP,) ascending, labels (MP,)) with MP <= budget =
     ``min(max_predictions_per_seq, max(1, round(masked_lm_prob * T)))``; with
     ``return_ngrams`` also a list of (n drawn, n used) per chosen span.
     """
@@ -167,10 +172,10 @@ def mask_tokens(ids: np.ndarray, rng: np.random.Generator, start_table: np.ndarr
             ngrams.append((n0, last - idx + 1))
     positions = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
     labels = ids[positions]
-    P = len(positions)
+    N = len(positions)
     # 80% [MASK], 10% kept, 10% a random id from the whole vocabulary (as the reference)
-    u_mask, u_keep = rng.random(P), rng.random(P)
-    random_ids = rng.integers(0, vocab_size, P)
+    u_mask, u_keep = rng.random(N), rng.random(N)
+    random_ids = rng.integers(0, vocab_size, N)
     out[positions] = np.where(u_mask < 0.8, mask_id, np.where(u_keep < 0.5, labels, random_ids))
     positions = positions.astype(ids.dtype)
     return (out, positions, labels, ngrams) if return_ngrams else (out, positions, labels)
@@ -294,8 +299,8 @@ def create_pretraining_examples(documents, tokenizer, max_seq_length: int = 128,
     - shuffle: shuffle documents first and examples at the end, as the reference.
 
     Returns: list of dicts, one per example: ``input_ids`` (T',) int32 with T' <= T,
-    ``token_type_ids`` (T',) int8, ``masked_lm_positions`` (P,) int32,
-    ``masked_lm_labels`` (P,) int32 (original ids there), ``sentence_order_label`` int.
+    ``token_type_ids`` (T',) int8, ``masked_lm_positions`` (MP,) int32,
+    ``masked_lm_labels`` (MP,) int32 (original ids there), ``sentence_order_label`` int.
     """
     check_data_args(max_seq_length, sentence_task, masked_lm_prob, max_predictions_per_seq, max_ngram,
                     short_seq_prob, dupe_factor, max_position_embeddings)
@@ -308,7 +313,7 @@ def create_pretraining_examples(documents, tokenizer, max_seq_length: int = 128,
     else:
         docs = tokenize_documents(documents, tokenizer)
     if not docs:
-        raise ValueError("documents: the corpus is empty (no document with a non-empty sentence)")
+        raise EmptyCorpusError("documents: the corpus is empty (no document with a non-empty sentence)")
     if shuffle:
         docs = [docs[i] for i in rng.permutation(len(docs))]
     start_table = word_start_table(tokenizer)
@@ -341,7 +346,7 @@ def collate(examples: Sequence[dict], max_seq_length: int | None = None,
     """Pad a list of examples into a batch of NumPy arrays.
 
     Inputs: examples from :func:`create_pretraining_examples`; max_seq_length: T to pad
-    to (None: the longest in the batch); max_predictions_per_seq: P (None: the most
+    to (None: the longest in the batch); max_predictions_per_seq: MP (None: the most
     masked positions in the batch).
 
     Returns: dict of arrays, B = len(examples):
@@ -349,29 +354,29 @@ def collate(examples: Sequence[dict], max_seq_length: int | None = None,
       ``attention_mask`` (B, T) int64, 1 on real tokens;
     - ``labels`` (B, T) int64: the original id at masked positions, -100 elsewhere
       (HF's MLM label format);
-    - ``masked_lm_positions`` / ``masked_lm_ids`` (B, P) int64 padded with 0,
-      ``masked_lm_weights`` (B, P) float32, 1.0 on real predictions;
+    - ``masked_lm_positions`` / ``masked_lm_ids`` (B, MP) int64 padded with 0,
+      ``masked_lm_weights`` (B, MP) float32, 1.0 on real predictions;
     - ``sentence_order_label`` (B,) int64 (-100 for sentence_task="none").
     """
     B = len(examples)
     if B == 0:
         raise ValueError("examples: cannot collate an empty batch")
     T = max_seq_length or max(len(e["input_ids"]) for e in examples)
-    P = max_predictions_per_seq or max(1, max(len(e["masked_lm_positions"]) for e in examples))
+    MP = max_predictions_per_seq or max(1, max(len(e["masked_lm_positions"]) for e in examples))
     batch = {
         "input_ids": np.full((B, T), pad_id, dtype=np.int64),
         "token_type_ids": np.zeros((B, T), dtype=np.int64),
         "attention_mask": np.zeros((B, T), dtype=np.int64),
         "labels": np.full((B, T), IGNORE_INDEX, dtype=np.int64),
-        "masked_lm_positions": np.zeros((B, P), dtype=np.int64),
-        "masked_lm_ids": np.zeros((B, P), dtype=np.int64),
-        "masked_lm_weights": np.zeros((B, P), dtype=np.float32),
+        "masked_lm_positions": np.zeros((B, MP), dtype=np.int64),
+        "masked_lm_ids": np.zeros((B, MP), dtype=np.int64),
+        "masked_lm_weights": np.zeros((B, MP), dtype=np.float32),
         "sentence_order_label": np.zeros(B, dtype=np.int64),
     }
     for r, e in enumerate(examples):
         n, k = len(e["input_ids"]), len(e["masked_lm_positions"])
-        if n > T or k > P:
-            raise ValueError(f"examples[{r}] has {n} tokens / {k} predictions, more than T={T} / P={P}")
+        if n > T or k > MP:
+            raise ValueError(f"examples[{r}] has {n} tokens / {k} predictions, more than T={T} / MP={MP}")
         batch["input_ids"][r, :n] = e["input_ids"]
         batch["token_type_ids"][r, :n] = e["token_type_ids"]
         batch["attention_mask"][r, :n] = 1
@@ -390,7 +395,7 @@ def iterate_batches(examples: Sequence[dict], batch_size: int, seed: int = 0, sh
 
     Inputs: examples; batch_size B; seed for the per-epoch shuffles (epoch e uses
     ``default_rng([seed, e])``); drop_last: skip a final short batch; epochs: passes
-    (None: forever); max_seq_length / max_predictions_per_seq: fixed T / P to pad to
+    (None: forever); max_seq_length / max_predictions_per_seq: fixed T / MP to pad to
     (None: per-batch longest).
 
     Yields: dicts of NumPy arrays as :func:`collate` returns.
@@ -431,7 +436,7 @@ class PretrainingStream:
     epochs: epochs to serve (None: forever); dupe_factor: passes over the documents per
     epoch, each with its own cuts, shuffled together (the reference's meaning).
 
-    Yields: batches as :func:`collate` returns, padded to (B, T) and P = max_predictions_per_seq.
+    Yields: batches as :func:`collate` returns, padded to (B, T) and MP = max_predictions_per_seq.
     """
 
     def __init__(self, docs, tokenizer, batch_size: int, max_seq_length: int, seed: int = 0,

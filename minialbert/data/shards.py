@@ -7,7 +7,7 @@ r"""Pretraining examples on disk: padded shards, a manifest, and a resumable loa
 
 Each shard is an uncompressed ``.npz`` with N examples: ``input_ids`` (N, T) int32,
 ``token_type_ids`` (N, T) int8, ``lengths`` (N,) int32 (real tokens; the attention mask
-is ``arange(T) < length``), ``masked_lm_positions`` / ``masked_lm_ids`` (N, P) int32
+is ``arange(T) < length``), ``masked_lm_positions`` / ``masked_lm_ids`` (N, MP) int32
 (padded with 0), ``masked_lm_counts`` (N,) int32, ``sentence_order_label`` (N,) int32.
 
 **Atomic writes.** Every file is written to a temporary name and moved into place with
@@ -30,14 +30,14 @@ import warnings
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import read_json_object
 from .corpus import corpus_hash
-from .pretraining import IGNORE_INDEX, check_data_args, create_pretraining_examples
+from .pretraining import IGNORE_INDEX, EmptyCorpusError, check_data_args, create_pretraining_examples
 
 FORMAT = "minialbert-pretraining-shards"
 FORMAT_VERSION = 1
@@ -52,20 +52,20 @@ ARRAY_KEYS = ("input_ids", "token_type_ids", "lengths", "masked_lm_positions", "
 
 def examples_to_arrays(examples: Sequence[dict], max_seq_length: int, max_predictions_per_seq: int) -> dict:
     """Pack examples into the padded shard arrays (see module docstring), N = len(examples)."""
-    N, T, P = len(examples), int(max_seq_length), int(max_predictions_per_seq)
+    N, T, MP = len(examples), int(max_seq_length), int(max_predictions_per_seq)
     arr = {
         "input_ids": np.zeros((N, T), dtype=np.int32),
         "token_type_ids": np.zeros((N, T), dtype=np.int8),
         "lengths": np.zeros(N, dtype=np.int32),
-        "masked_lm_positions": np.zeros((N, P), dtype=np.int32),
-        "masked_lm_ids": np.zeros((N, P), dtype=np.int32),
+        "masked_lm_positions": np.zeros((N, MP), dtype=np.int32),
+        "masked_lm_ids": np.zeros((N, MP), dtype=np.int32),
         "masked_lm_counts": np.zeros(N, dtype=np.int32),
         "sentence_order_label": np.zeros(N, dtype=np.int32),
     }
     for r, e in enumerate(examples):
         n, k = len(e["input_ids"]), len(e["masked_lm_positions"])
-        if n > T or k > P:
-            raise ValueError(f"example {r} has {n} tokens / {k} predictions, more than T={T} / P={P}")
+        if n > T or k > MP:
+            raise ValueError(f"example {r} has {n} tokens / {k} predictions, more than T={T} / MP={MP}")
         arr["input_ids"][r, :n] = e["input_ids"]
         arr["token_type_ids"][r, :n] = e["token_type_ids"]
         arr["lengths"][r] = n
@@ -81,18 +81,18 @@ def arrays_to_batch(arr: dict, idx: np.ndarray, pad_id: int = 0) -> dict:
 
     Returns: ``input_ids, token_type_ids, attention_mask, labels`` (B, T) int64 (labels:
     original ids at masked positions, -100 elsewhere), ``masked_lm_positions,
-    masked_lm_ids`` (B, P) int64, ``masked_lm_weights`` (B, P) float32,
+    masked_lm_ids`` (B, MP) int64, ``masked_lm_weights`` (B, MP) float32,
     ``sentence_order_label`` (B,) int64.
     """
     ids = arr["input_ids"][idx].astype(np.int64)                     # (B, T)
     B, T = ids.shape
-    P = arr["masked_lm_positions"].shape[1]
+    MP = arr["masked_lm_positions"].shape[1]
     mask = (np.arange(T)[None, :] < arr["lengths"][idx][:, None]).astype(np.int64)
     if pad_id != 0:
         ids[mask == 0] = pad_id
-    pos = arr["masked_lm_positions"][idx].astype(np.int64)           # (B, P)
+    pos = arr["masked_lm_positions"][idx].astype(np.int64)           # (B, MP)
     mids = arr["masked_lm_ids"][idx].astype(np.int64)
-    weights = (np.arange(P)[None, :] < arr["masked_lm_counts"][idx][:, None])
+    weights = (np.arange(MP)[None, :] < arr["masked_lm_counts"][idx][:, None])
     labels = np.full((B, T), IGNORE_INDEX, dtype=np.int64)
     rows = np.nonzero(weights)[0]
     labels[rows, pos[weights]] = mids[weights]
@@ -162,10 +162,8 @@ def _build_one(task) -> dict:
 def _create_quiet(docs, tokenizer, rng, **recipe):
     try:
         return create_pretraining_examples(docs, tokenizer, rng=rng, **recipe)
-    except ValueError as e:  # a chunk whose documents all tokenize to nothing
-        if "corpus is empty" in str(e):
-            return []
-        raise
+    except EmptyCorpusError:  # a chunk whose documents all tokenize to nothing
+        return []
 
 
 def build_shards(documents, tokenizer, out_dir, max_seq_length: int = 128, seed: int = 0,
@@ -348,7 +346,7 @@ def read_manifest(data_dir) -> dict:
         raise ValueError(f"data_dir: {m} is not a minialbert shard manifest")
     try:
         shards = manifest["shards"]
-        T, P = int(manifest["config"]["max_seq_length"]), int(manifest["config"]["max_predictions_per_seq"])
+        T, MP = int(manifest["config"]["max_seq_length"]), int(manifest["config"]["max_predictions_per_seq"])
         for s in shards:
             s["file"], s["num_examples"] = str(s["file"]), int(s["num_examples"])
         manifest["num_examples"], manifest["tokenizer"]["hash"]
@@ -365,20 +363,20 @@ def read_manifest(data_dir) -> dict:
         # the row counts the loader plans with must be the shard's own (reads headers only)
         have = _npz_shapes(f)
         if have is not None:
-            _check_shard_shapes(f, have, s["num_examples"], T, P)
+            _check_shard_shapes(f, have, s["num_examples"], T, MP)
     if sum(s["num_examples"] for s in shards) != manifest["num_examples"]:
         raise ValueError(f"data_dir: {m} says num_examples={manifest['num_examples']} but its shards hold "
                          f"{sum(s['num_examples'] for s in shards)}; rebuild with --overwrite")
     return manifest
 
 
-def _check_shard_shapes(f, have: dict, n: int, T: int, P: int) -> None:
-    want = {"input_ids": (n, T), "token_type_ids": (n, T), "masked_lm_positions": (n, P),
-            "masked_lm_ids": (n, P), "lengths": (n,), "masked_lm_counts": (n,), "sentence_order_label": (n,)}
+def _check_shard_shapes(f, have: dict, n: int, T: int, MP: int) -> None:
+    want = {"input_ids": (n, T), "token_type_ids": (n, T), "masked_lm_positions": (n, MP),
+            "masked_lm_ids": (n, MP), "lengths": (n,), "masked_lm_counts": (n,), "sentence_order_label": (n,)}
     for key, shape in want.items():
         if have.get(key) != shape:
             raise ValueError(f"data_dir: shard {f} holds {key} of shape {have.get(key)}, the manifest says "
-                             f"{shape} ({n} examples, T={T}, P={P}): the manifest and the shard do not "
+                             f"{shape} ({n} examples, T={T}, MP={MP}): the manifest and the shard do not "
                              f"belong together; rebuild with --overwrite")
 
 
@@ -509,7 +507,7 @@ class ShardLoader(_BatchStream):
 
     Iterating yields dicts of NumPy arrays (see :func:`arrays_to_batch`): ``input_ids,
     token_type_ids, attention_mask, labels`` (B, T), ``masked_lm_positions, masked_lm_ids,
-    masked_lm_weights`` (B, P), ``sentence_order_label`` (B,). ``state_dict()`` /
+    masked_lm_weights`` (B, MP), ``sentence_order_label`` (B,). ``state_dict()`` /
     ``load_state_dict()`` save and restore the position exactly.
     """
 
@@ -543,7 +541,7 @@ class ExampleLoader(_BatchStream):
     """The same resumable batch stream over examples held in memory (one "shard").
 
     Inputs: examples from ``create_pretraining_examples``; batch_size; seed; shuffle;
-    epochs; drop_last; max_seq_length / max_predictions_per_seq: T / P to pad to
+    epochs; drop_last; max_seq_length / max_predictions_per_seq: T / MP to pad to
     (None: the longest in the examples); pad_id.
     """
 
@@ -553,18 +551,10 @@ class ExampleLoader(_BatchStream):
         if len(examples) == 0:
             raise ValueError("examples: no examples to load")
         T = max_seq_length or max(len(e["input_ids"]) for e in examples)
-        P = max_predictions_per_seq or max(1, max(len(e["masked_lm_positions"]) for e in examples))
-        self.max_seq_length, self.max_predictions_per_seq = T, P
-        self._arrays = examples_to_arrays(examples, T, P)
+        MP = max_predictions_per_seq or max(1, max(len(e["masked_lm_positions"]) for e in examples))
+        self.max_seq_length, self.max_predictions_per_seq = T, MP
+        self._arrays = examples_to_arrays(examples, T, MP)
         super().__init__([len(examples)], batch_size, seed, shuffle, epochs, drop_last, pad_id)
 
     def _load(self, s: int) -> dict:
         return self._arrays
-
-
-def iterate_shards(data_dir) -> Iterator[dict]:
-    """Every shard's arrays in file order (for inspection and tests)."""
-    d = Path(data_dir)
-    for s in read_manifest(d)["shards"]:
-        with np.load(d / s["file"]) as z:
-            yield {k: z[k] for k in ARRAY_KEYS}

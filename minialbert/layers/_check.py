@@ -44,6 +44,12 @@ def check_same_dtype(**arrays) -> None:
         raise ValueError(f"dtypes must match: {desc}")
 
 
+def check_keys(what: str, p, names) -> None:
+    for k in names:
+        if k not in p:
+            raise ValueError(f"{what} lack {k!r}")
+
+
 def check_ids(name: str, ids, high: int, low: int = 0) -> None:
     """Integer ids in [low, high): checked on the values, before indexing."""
     if not hasattr(ids, "dtype") or ids.dtype.kind not in "iu":

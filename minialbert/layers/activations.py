@@ -18,16 +18,17 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def gelu_new_forward(x):
+def gelu_new_forward(x, *, check=True):
     """Derivation: [docs/layers/gelu.md](../layers/gelu.md).
 
     ALBERT/TF GELU (HF ``gelu_new``): 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
-    Returns: y (same shape), cache = (x, t) with t = tanh(u)."""
-    check_float("x", x)
+    Returns: y (same shape), cache = (x, t) with t = tanh(u). check: as every layer."""
+    if check:
+        check_float("x", x)
     if fused.use("gelu", x):                 # opt-in CUDA kernel (layers/fused.py)
         return fused.gelu_new_forward(x)
     if is_low_precision(x.dtype):            # float16/bfloat16: compute in float32, store low
-        y, (_, t) = gelu_new_forward(x.astype(np.float32))
+        y, (_, t) = gelu_new_forward(x.astype(np.float32), check=False)
         return y.astype(x.dtype), (x, t.astype(x.dtype))
     xp = get_array_module(x)
     # u = c * (x + a * x * x * x), in place: two (..., I) buffers instead of nine, the largest
@@ -72,14 +73,15 @@ def gelu_new_backward(dy, cache):
     return g
 
 
-def gelu_forward(x):
+def gelu_forward(x, *, check=True):
     """Derivation: [docs/layers/gelu.md](../layers/gelu.md).
 
     Exact GELU (HF ``gelu``, the v1 configs): 0.5 x (1 + erf(x / sqrt 2)).
     Returns: y, cache = (x, Phi) with Phi the standard normal CDF at x."""
-    check_float("x", x)
+    if check:
+        check_float("x", x)
     if is_low_precision(x.dtype):
-        y, (_, phi_cdf) = gelu_forward(x.astype(np.float32))
+        y, (_, phi_cdf) = gelu_forward(x.astype(np.float32), check=False)
         return y.astype(x.dtype), (x, phi_cdf.astype(x.dtype))
     phi_cdf = erf(x * _INV_SQRT2)
     phi_cdf += 1.0
@@ -91,10 +93,11 @@ def gelu_backward(dy, cache):
     """Derivation: [docs/layers/gelu.md](../layers/gelu.md).
 
     dy/dx = Phi(x) + x phi(x), phi the standard normal density."""
-    x, phi_cdf = cache
+    x, phi_cdf = cache                       # stored: x and Phi(x)
     if is_low_precision(x.dtype):
         return gelu_backward(upcast(dy), (upcast(x), upcast(phi_cdf))).astype(x.dtype)
     xp = get_array_module(x)
+    # y = x Phi(x)  ->  dy/dx = Phi(x) + x phi(x)
     g = x * x
     g *= -0.5
     xp.exp(g, out=g)
@@ -105,11 +108,12 @@ def gelu_backward(dy, cache):
     return g
 
 
-def tanh_forward(x):
+def tanh_forward(x, *, check=True):
     """Derivation: [docs/layers/tanh.md](../layers/tanh.md).
 
     Returns y = tanh(x), cache = y (the pooler's activation)."""
-    check_float("x", x)
+    if check:
+        check_float("x", x)
     xp = get_array_module(x)
     y = xp.tanh(upcast(x)).astype(x.dtype, copy=False)   # float32 inside for float16/bfloat16
     return y, y

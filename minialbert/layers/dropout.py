@@ -36,5 +36,6 @@ def dropout_backward(dy, cache):
 
     Inputs: dy shaped like x; cache, the mask from dropout_forward (None: identity).
     Returns: dx = dy * mask (dy itself when dropout was the identity)."""
-    mask = cache
+    mask = cache                        # stored: the scaled mask m; None for the identity
+    # y = x * m  ->  dx = dy * m
     return dy if mask is None else dy * mask

@@ -6,25 +6,25 @@ Derivation: [docs/layers/feedforward.md](../layers/feedforward.md)
 """
 from __future__ import annotations
 
-from ._check import check_float
+from ._check import check_float, check_keys
 from .activations import get_activation
 from .linear import linear_backward, linear_forward
 
 FFN_PARAMS = ("ffn.weight", "ffn.bias", "ffn_output.weight", "ffn_output.bias")
 
 
-def feedforward_forward(x, p, activation="gelu_new"):
+def feedforward_forward(x, p, activation="gelu_new", *, check=True):
     """Derivation: [docs/layers/feedforward.md](../layers/feedforward.md).
 
-    Inputs: x (..., H); p dict with FFN_PARAMS. Returns: out (..., H), cache."""
-    check_float("x", x)
-    for k in FFN_PARAMS:
-        if k not in p:
-            raise ValueError(f"feed-forward parameters lack {k!r}")
+    Inputs: x (..., H); p dict with FFN_PARAMS; check: validate the arguments (False: the
+    caller did). Returns: out (..., H), cache."""
+    if check:
+        check_float("x", x)
+        check_keys("feed-forward parameters", p, FFN_PARAMS)
     act_fwd, act_bwd = get_activation(activation)
-    h, c1 = linear_forward(x, p["ffn.weight"], p["ffn.bias"])               # (..., I)
-    a, ca = act_fwd(h)                                                      # (..., I)
-    out, c2 = linear_forward(a, p["ffn_output.weight"], p["ffn_output.bias"])  # (..., H)
+    h, c1 = linear_forward(x, p["ffn.weight"], p["ffn.bias"], check=check)                # (..., I)
+    a, ca = act_fwd(h, check=check)                                                       # (..., I)
+    out, c2 = linear_forward(a, p["ffn_output.weight"], p["ffn_output.bias"], check=check)  # (..., H)
     return out, (c1, ca, c2, act_bwd)
 
 

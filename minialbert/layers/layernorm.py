@@ -11,22 +11,18 @@ from . import fused
 from ._check import check_float, check_same_dtype, check_shape
 
 
-def layernorm_forward(x, gamma, beta, eps=1e-12):
+def layernorm_forward(x, gamma, beta, eps=1e-12, *, check=True):
     """Derivation: [docs/layers/layernorm.md](../layers/layernorm.md).
 
-    Inputs: x (..., D), gamma (D,), beta (D,).
-    Returns: y (..., D), cache = (xhat, rstd, gamma)."""
-    check_float("x", x)
-    D = x.shape[-1] if x.ndim else 0
-    # exact shape (D,), not just the last dimension: a (T, D) gamma would broadcast silently
-    check_shape("gamma", gamma, (D,))
-    check_shape("beta", beta, (D,))
-    check_same_dtype(x=x, gamma=gamma, beta=beta)
+    Inputs: x (..., D), gamma (D,), beta (D,); check: validate the arguments (False: the
+    caller did). Returns: y (..., D), cache = (xhat, rstd, gamma)."""
+    if check:
+        _check_args(x, gamma, beta)
     if fused.use("layernorm", x):                            # opt-in CUDA kernel, same cache
         return fused.layernorm_forward(x, gamma, beta, eps)
     if is_low_precision(x.dtype):
         # float16/bfloat16: mean, variance and rstd in float32; y and xhat stored in x's dtype
-        y, (xhat, rstd, _) = layernorm_forward(upcast(x), upcast(gamma), upcast(beta), eps)
+        y, (xhat, rstd, _) = layernorm_forward(upcast(x), upcast(gamma), upcast(beta), eps, check=False)
         return y.astype(x.dtype), (xhat.astype(x.dtype), rstd, gamma)
     xp = get_array_module(x)
     mean = x.mean(axis=-1, keepdims=True)                   # (..., 1)
@@ -49,7 +45,7 @@ def layernorm_backward(dy, cache, dgamma=None, dbeta=None):
 
     Inputs: dy (..., D); dgamma, dbeta (D,) accumulated into.
     Returns: dx (..., D). Stored: xhat and rstd; nothing is recomputed."""
-    xhat, rstd, gamma = cache
+    xhat, rstd, gamma = cache                               # stored: xhat and rstd; nothing recomputed
     if fused.use("layernorm", xhat):
         return fused.layernorm_backward(dy, cache, dgamma, dbeta)
     if is_low_precision(xhat.dtype):
@@ -57,12 +53,12 @@ def layernorm_backward(dy, cache, dgamma=None, dbeta=None):
         dx = layernorm_backward(upcast(dy), (upcast(xhat), rstd, upcast(gamma)), dgamma, dbeta)
         return dx.astype(xhat.dtype)
     D = xhat.shape[-1]
-    lead = tuple(range(xhat.ndim - 1))
+    lead = tuple(range(xhat.ndim - 1))                      # every axis but the last: the rows
     # y = xhat * gamma + beta
     if dgamma is not None:
-        dgamma += (dy * xhat).sum(axis=lead)
+        dgamma += (dy * xhat).sum(axis=lead)                # dgamma = sum_rows dy * xhat
     if dbeta is not None:
-        dbeta += dy.sum(axis=lead)
+        dbeta += dy.sum(axis=lead)                          # dbeta = sum_rows dy
     dxhat = dy * gamma                                      # (..., D)
     # xhat = (x - mean) * rstd: the two means below are the gradient through mean and var
     mean_dxhat = dxhat.sum(axis=-1, keepdims=True) / D
@@ -72,3 +68,12 @@ def layernorm_backward(dy, cache, dgamma=None, dbeta=None):
     dxhat -= xhat * mean_dxhat_xhat
     dxhat *= rstd
     return dxhat
+
+
+def _check_args(x, gamma, beta):
+    check_float("x", x)
+    D = x.shape[-1] if x.ndim else 0
+    # exact shape (D,), not just the last dimension: a (T, D) gamma would broadcast silently
+    check_shape("gamma", gamma, (D,))
+    check_shape("beta", beta, (D,))
+    check_same_dtype(x=x, gamma=gamma, beta=beta)

@@ -10,6 +10,8 @@ from ..backend import get_array_module, upcast
 from . import fused
 from ._check import check_float, check_ids
 
+#: The label cross-entropy skips (HF's and PyTorch's -100). Its one home: the data, the
+#: task features and the heads import it from here.
 IGNORE_INDEX = -100
 
 
@@ -20,26 +22,24 @@ def _upstream(dloss, like):
     return get_array_module(like).asarray(dloss, dtype=like.dtype)
 
 
-def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX, normalizer=None):
+def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX, normalizer=None, *, check=True):
     """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
 
     Inputs: logits (..., C), labels (...) integers in [0, C) or ``ignore_index``;
     normalizer: what the summed loss is divided by (default: the number of counted
     positions, i.e. the mean). A training step split into micro-batches (or ranks) passes
     the count of the *whole* step, so that the pieces' losses and gradients add up to
-    those of one big batch exactly.
+    those of one big batch exactly; check: validate the arguments (False: the caller did;
+    the range check costs a device synchronisation).
     Returns: loss = sum over counted positions of -log softmax(logits)[label] / normalizer
     (NaN when no position counts and no normalizer is given, as PyTorch), cache."""
-    check_float("logits", logits)
-    if tuple(labels.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(f"labels must have shape {tuple(logits.shape[:-1])} to match logits "
-                         f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
+    if check:
+        _check_labels(logits, labels, ignore_index)
     xp = get_array_module(logits)
     C = logits.shape[-1]
     in_dtype = logits.dtype                                    # dlogits go back in this dtype
     y = labels.reshape(-1)                                     # (N,)
     valid = y != ignore_index                                  # (N,)
-    check_ids("labels", y[valid], C)
     y_safe = xp.where(valid, y, 0)
     n_valid = valid.sum() if normalizer is None else xp.asarray(normalizer)   # the divisor
     if fused.use("cross_entropy", logits):                     # opt-in CUDA kernel (no (N, C) softmax kept)
@@ -63,21 +63,23 @@ def cross_entropy_backward(dloss, cache):
     dlogits = (softmax - onehot(label)) / normalizer on counted rows, 0 elsewhere."""
     if isinstance(cache[0], str):                              # the fused forward's cache
         return fused.cross_entropy_backward(dloss, cache)
-    P, y_safe, valid, n_valid, shape, in_dtype = cache
+    P, y_safe, valid, n_valid, shape, in_dtype = cache         # stored: softmax P, labels (ignored -> 0), count
     xp = get_array_module(P)
     d = P.copy()                                               # (N, C)
-    d[xp.arange(d.shape[0]), y_safe] -= 1.0
+    d[xp.arange(d.shape[0]), y_safe] -= 1.0                    # P - onehot(y)
     d *= (valid * (_upstream(dloss, d) / n_valid))[:, None]     # (N, 1): 0 on ignored rows
     return d.reshape(shape).astype(in_dtype, copy=False)
 
 
-def mse_forward(pred, target):
+def mse_forward(pred, target, *, check=True):
     """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
 
-    Inputs: pred, target of the same shape. Returns: loss = mean((pred - target)^2), cache."""
-    check_float("pred", pred)
-    if tuple(pred.shape) != tuple(target.shape):
-        raise ValueError(f"target must have shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}")
+    Inputs: pred, target of the same shape; check: as every layer.
+    Returns: loss = mean((pred - target)^2), cache."""
+    if check:
+        check_float("pred", pred)
+        if tuple(pred.shape) != tuple(target.shape):
+            raise ValueError(f"target must have shape {tuple(pred.shape)} like pred, got {tuple(target.shape)}")
     p32 = upcast(pred)                                         # float16/bfloat16: float32 loss
     diff = p32 - target.astype(p32.dtype, copy=False)
     return (diff * diff).mean(), (diff, pred.dtype)
@@ -88,21 +90,19 @@ def mse_backward(dloss, cache):
 
     Inputs: dloss, the upstream scalar. Returns: dpred = 2 (pred - target) dloss / M,
     shaped like pred (M = pred.size)."""
-    diff, in_dtype = cache
+    diff, in_dtype = cache                                     # stored: pred - target
+    # L = mean(diff^2)  ->  dpred = 2 diff / M
     return (diff * (_upstream(dloss, diff) * (2.0 / diff.size))).astype(in_dtype, copy=False)
 
 
-def bce_with_logits_forward(logits, targets):
+def bce_with_logits_forward(logits, targets, *, check=True):
     """Derivation: [docs/layers/cross_entropy.md](../layers/cross_entropy.md).
 
-    Inputs: logits, targets in [0, 1] of the same shape. Returns: mean binary CE, cache."""
-    check_float("logits", logits)
-    if tuple(logits.shape) != tuple(targets.shape):
-        raise ValueError(f"targets must have shape {tuple(logits.shape)} like logits, got {tuple(targets.shape)}")
-    if targets.size:
-        lo, hi = float(targets.min()), float(targets.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"targets must lie in [0, 1], got values in [{lo}, {hi}]")
+    Inputs: logits, targets in [0, 1] of the same shape; check: validate them (False: the
+    caller did; the range check costs a device synchronisation).
+    Returns: mean binary CE, cache."""
+    if check:
+        _check_targets(logits, targets)
     xp = get_array_module(logits)
     in_dtype = logits.dtype
     logits = upcast(logits)                                    # float16/bfloat16: float32 loss
@@ -119,5 +119,25 @@ def bce_with_logits_backward(dloss, cache):
     dloss / M, shaped like logits (M = logits.size)."""
     logits, t, in_dtype = cache
     xp = get_array_module(logits)
-    sig = 1.0 / (1.0 + xp.exp(-logits))
+    sig = 1.0 / (1.0 + xp.exp(-logits))                       # sigma(z)
+    # L = mean(softplus(z) - z t)  ->  dz = (sigma(z) - t) / M
     return ((sig - t) * (_upstream(dloss, logits) / logits.size)).astype(in_dtype, copy=False)
+
+
+def _check_labels(logits, labels, ignore_index):
+    check_float("logits", logits)
+    if tuple(labels.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(f"labels must have shape {tuple(logits.shape[:-1])} to match logits "
+                         f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
+    y = labels.reshape(-1)
+    check_ids("labels", y[y != ignore_index], logits.shape[-1])
+
+
+def _check_targets(logits, targets):
+    check_float("logits", logits)
+    if tuple(logits.shape) != tuple(targets.shape):
+        raise ValueError(f"targets must have shape {tuple(logits.shape)} like logits, got {tuple(targets.shape)}")
+    if targets.size:
+        lo, hi = float(targets.min()), float(targets.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"targets must lie in [0, 1], got values in [{lo}, {hi}]")
