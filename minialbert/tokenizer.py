@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .data.corpus import iter_text_files, read_text_file
+from .textfiles import iter_text_files, read_text_file
 
 try:  # imported lazily-ish: a clear message beats an ImportError deep in a call
     import sentencepiece as spm

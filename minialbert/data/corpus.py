@@ -36,7 +36,8 @@ import sys
 import sysconfig
 from pathlib import Path
 from importlib.metadata import version as _dist_version
-from typing import Iterator
+
+from ..textfiles import iter_text_files, read_text_file  # noqa: F401  (public here too)
 
 _SENT_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])")
 _UNDERLINE = re.compile(r"^\s*[-=~^*#+]{3,}\s*$")
@@ -231,31 +232,6 @@ def load_default_corpus(include_numpy: bool = True, cache: bool = True, packages
 
 
 # -- the user's own text ------------------------------------------------------------
-def iter_text_files(path) -> Iterator[Path]:
-    """A file, or every file under a folder (sorted, hidden files skipped)."""
-    path = Path(path)
-    if path.is_file():
-        yield path
-    elif path.is_dir():
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for f in sorted(filenames):
-                if not f.startswith("."):
-                    yield Path(dirpath) / f
-    else:
-        raise FileNotFoundError(f"no such file or folder: {path}")
-
-
-def read_text_file(path) -> str:
-    """Read a UTF-8 text file; undecodable bytes raise ValueError naming file and byte offset."""
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid UTF-8 at byte offset {e.start} "
-                         f"(byte 0x{data[e.start]:02x}: {e.reason}); convert the file to UTF-8") from None
-
-
 def load_text_corpus(paths, mode: str = "blank_lines", split: str = "lines") -> list[list[str]]:
     """Documents from the user's text files or folders.
 

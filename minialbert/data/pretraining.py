@@ -27,6 +27,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..layers.losses import IGNORE_INDEX
+from ..tokenizer import Tokenizer
+from .heldout import split_documents
 
 SENTENCE_TASKS = ("sop", "nsp", "none")
 
@@ -563,9 +565,6 @@ def prepare_text_pretraining(documents, tokenizer=None, *, vocab_size: int = 300
     Returns: (tokenizer, stream, heldout_examples, info) with info a dict of counts and the
     held-out documents (``info["heldout"]``).
     """
-    from ..tokenizer import Tokenizer  # noqa: PLC0415
-    from .heldout import split_documents  # noqa: PLC0415
-
     documents = [d for d in documents if d]
     n = len(documents)
     if n >= 2 * min_heldout_documents:
