@@ -78,7 +78,7 @@ class Ours:
 
         self.optim, self.cfg = optim, cfg
         self.model = AlbertForPreTraining(mc, seed=cfg.seed)
-        self.opt = make_optimizer("adamw-torch", self.model, cfg.lr, cfg.weight_decay)
+        self.opt = make_optimizer("adamw-torch", self.model, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def step(self, batch, lr):
         m = self.model
