@@ -12,9 +12,32 @@ import re
 
 import numpy as np
 from .backend import to_numpy
-from .cli.fill_mask import encode_masked
 
 _WORD = re.compile(r"^[A-Za-z]{2,}$")
+
+
+def encode_masked(tok, text: str, mask_token: str = "[MASK]"):
+    """``[CLS] text [SEP]`` ids with the literal "[MASK]"s replaced by the mask id
+    (SentencePiece would split the literal into pieces, so each part is encoded alone).
+    Returns: (ids list, positions of the masks)."""
+    parts = text.split(mask_token)
+    if len(parts) < 2:
+        raise ValueError(f'text: no {mask_token} in {text!r}; write e.g. "the [MASK] of a list"')
+    ids, pos = [tok.cls_id], []
+    bare = tok.piece_to_id("\u2581")            # SentencePiece's lone word-start piece
+    for i, part in enumerate(parts):
+        if part.strip():
+            piece_ids = tok.encode(part)
+            # text glued to the mask ("[MASK]," / "[MASK]s") starts no new word: drop the
+            # word-start piece SentencePiece puts before every encoded string
+            if i > 0 and not part[0].isspace() and piece_ids and piece_ids[0] == bare:
+                piece_ids = piece_ids[1:]
+            ids += piece_ids
+        if i < len(parts) - 1:
+            pos.append(len(ids))
+            ids.append(tok.mask_id)
+    ids.append(tok.sep_id)
+    return ids, pos
 
 
 def probe_sentences(documents, tokenizer, n: int = 6, seed: int = 0, min_words: int = 6,

@@ -48,6 +48,9 @@ from .precision import PRECISIONS, check_precision, make_scaler
 from .rundir import Interrupted, RunDir, RunDirError, StopSignals, write_json_atomic
 from .step import RunningMetrics, SingleProcess, StepStats, TrainingDiverged, pretraining_stats, train_step
 from .tokenizer import Tokenizer
+from .data.corpus import cache_dir
+from .data.pretraining import prepare_text_pretraining
+from .probe import format_probe, probe, probe_sentences
 
 # "adamw" is ALBERT's AdamWeightDecayOptimizer (no bias correction); "adamw-torch" is
 # torch.optim.AdamW (bias-corrected), the demo default: see docs/training/pretraining.md
@@ -245,9 +248,6 @@ def prepare_data(cfg: PretrainConfig, tokenizer_path: Optional[Path] = None, log
     ``--tokenizer`` or a ``*.model`` file in the shard folder whose hash matches the
     manifest; no held-out set. Returns (tokenizer, loader, eval_examples, data_hash);
     the loader yields fixed-shape (B, T) batches forever and has state_dict()."""
-    from .data.corpus import cache_dir  # noqa: PLC0415
-    from .data.pretraining import prepare_text_pretraining  # noqa: PLC0415
-
     if cfg.data is not None:
         return _prepare_shards(cfg, tokenizer_path, log)
     t0 = time.perf_counter()
@@ -532,7 +532,6 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
     # the embedded corpus: top-5 fill-mask guesses on blanked held-out sentences, before/after
     probe_items = None
     if cfg.corpus is None and cfg.data is None and start == 0 and getattr(stream, "heldout_documents", None):
-        from .probe import probe, probe_sentences  # noqa: PLC0415
         probe_items = probe_sentences(stream.heldout_documents, tok, seed=cfg.seed)
         probe_before = probe(model, tok, [t for t, _ in probe_items]) if probe_items else None
     model.train()
@@ -606,6 +605,5 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
     if cfg.plots:
         summary["plots"] = metrics.plot_metrics(metrics.read_metrics(out / METRICS_FILE), out / "plots")
     if probe_items and step == cfg.steps:
-        from .probe import format_probe, probe  # noqa: PLC0415
         summary["fill_mask"] = format_probe(probe_items, probe_before, probe(model, tok, [t for t, _ in probe_items]))
     return summary

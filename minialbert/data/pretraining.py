@@ -29,6 +29,10 @@ import numpy as np
 from ..layers.losses import IGNORE_INDEX
 from ..tokenizer import Tokenizer
 from .heldout import split_documents
+import hashlib
+import sentencepiece
+from .corpus import corpus_hash
+from pathlib import Path
 
 SENTENCE_TASKS = ("sop", "nsp", "none")
 
@@ -597,16 +601,9 @@ def prepare_text_pretraining(documents, tokenizer=None, *, vocab_size: int = 300
 
 def _train_tokenizer(docs, vocab_size: int, cache=None):
     """Tokenizer.train, read from / written to the ``cache`` folder when one is given."""
-    import hashlib  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
-    from ..tokenizer import Tokenizer  # noqa: PLC0415
-    from .corpus import corpus_hash  # noqa: PLC0415
 
     if cache is None:
         return Tokenizer.train(docs, vocab_size=vocab_size)
-    import sentencepiece  # noqa: PLC0415
-
     key = f"{corpus_hash(docs)}-{vocab_size}-{sentencepiece.__version__}"
     f = Path(cache) / f"tokenizer-{hashlib.sha256(key.encode()).hexdigest()[:16]}.model"
     if f.is_file():
