@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -90,14 +90,17 @@ def allreduce_gradients(grads: dict, comm) -> None:
 
 
 def train_step(model, optimizer, batches: Sequence[dict], lr: float, *, comm=None, scaler=None,
-               clip_norm: float = 1.0, rngs: Optional[Sequence[Random]] = None) -> StepStats:
+               clip_norm: float = 1.0, rngs: Optional[Sequence[Random]] = None,
+               before_update: Optional[Callable] = None) -> StepStats:
     """One optimiser step over ``batches``, this rank's K micro-batches (dicts of forward
     inputs with labels); the algorithm of the module docstring.
 
     comm: ``rank``, ``size``, ``allreduce_sum(array)`` (default: one process).
     scaler: a dynamic loss scaler, ``scale`` (the loss's upstream gradient), ``unscale_(grads)``
     and ``update(finite)`` (default None: no scaling). rngs: the dropout stream of each
-    micro-batch (default: the model's own). Returns StepStats; when the loss or gradient
+    micro-batch (default: the model's own). before_update: ``f(model)``, called with the
+    step's gradients (summed over micro-batches and ranks, unscaled) before clipping and
+    the update, to inspect or change them. Returns StepStats; when the loss or gradient
     norm is NaN/inf the optimiser is not stepped (``updated`` False): the caller stops, or
     with a loss scaler skips the step."""
     comm = comm or SingleProcess()
@@ -116,6 +119,8 @@ def train_step(model, optimizer, batches: Sequence[dict], lr: float, *, comm=Non
     allreduce_gradients(model.grads, comm)
     if scaler is not None:
         scaler.unscale_(model.grads)
+    if before_update is not None:
+        before_update(model)
     grad_norm = clip_grad_norm(model.grads, clip_norm)
     finite = math.isfinite(loss) and math.isfinite(grad_norm)
     if scaler is not None:

@@ -66,6 +66,8 @@ RUN_FILES = (METRICS_FILE, "metrics.jsonl.tmp*", TOKENIZER_FILE, "spiece.model.t
              *(f"plots/{name}.png{tmp}" for name, _, _ in metrics.PLOTS for tmp in ("", ".tmp")))
 # the longest --seq-len: BERT's and ALBERT's 512, or the preset's own max_position_embeddings
 MAX_SEQ_LEN = 512
+# pretrain's callbacks, f(step, model): before each step; with the step's gradients before the update
+HOOKS = ("before_step", "before_update")
 
 # Everything that changes the trajectory of a run. A directory's run.json stores a hash of
 # these; --resume must match it (steps may grow, logging and checkpoint cadence may change).
@@ -448,6 +450,11 @@ def _resume(cfg: PretrainConfig, run: dict, model, optimizer, stream, data_hash,
     return start
 
 
+def _bind(hook, step):
+    """A ``hooks`` callback f(step, model) as train_step's f(model); None stays None."""
+    return None if hook is None else (lambda model: hook(step, model))
+
+
 def _postfix(rec: dict, sentence_task: str) -> dict:
     """The progress bar's fields of a metrics record."""
     post = {"loss": f"{rec['loss']:.3f}", "mlm_acc": f"{rec['mlm_accuracy']:.3f}"}
@@ -480,12 +487,14 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
     Writes ``cfg.out``/run.json, metrics.jsonl, checkpoint/ (every ``checkpoint_every``
     steps and at the end), spiece.model and plots/*.png. ``hooks``: callbacks
     ``{"before_step": f(step, model)}``, called before each optimiser step (to inspect or
-    change the model, or to stop the run by raising). ``comm``: see ``train_step``.
+    change the model, or to stop the run by raising), and ``{"before_update": f(step, model)}``,
+    called with the step's summed gradients before clipping and the update (e.g. to watch
+    LAMB's trust ratios, notebook 08). ``comm``: see ``train_step``.
     Raises ValueError for bad options (nothing written), TrainingDiverged on NaN/inf,
     Interrupted (a KeyboardInterrupt) after Ctrl-C or SIGTERM and a checkpoint."""
     hooks = dict(hooks or {})
-    if set(hooks) - {"before_step"}:
-        raise ValueError(f"hooks: unknown {sorted(set(hooks) - {'before_step'})}; known: ['before_step']")
+    if set(hooks) - set(HOOKS):
+        raise ValueError(f"hooks: unknown {sorted(set(hooks) - set(HOOKS))}; known: {list(HOOKS)}")
     cfg.validate()
     comm = comm or SingleProcess()
     out, ck_dir = Path(cfg.out), Path(cfg.out) / CHECKPOINT_DIR
@@ -548,7 +557,8 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
                 lr = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
                 in_step = True
                 stats = train_step(model, optimizer, batches, lr, comm=comm, clip_norm=cfg.clip_norm,
-                                   rngs=[dropout_root.fork(step, k) for k in range(K)], scaler=scaler)
+                                   rngs=[dropout_root.fork(step, k) for k in range(K)], scaler=scaler,
+                                   before_update=_bind(hooks.get("before_update"), step))
                 in_step = False
                 # fp16: an overflow skips the step (no update; the scaler halved its scale) and the
                 # run goes on, unless the scale is already at its floor (then the forward overflows)

@@ -477,3 +477,13 @@ def test_cli_flags_are_the_config_fields(command, flags):
         assert f.metadata.get("help"), f.name
     args = parser.parse_args([command, "--no-progress", "--seed", "7"])
     assert config_from_args(cls, args) == cls(progress=False, seed=7)
+
+
+def test_before_update_hook_sees_the_summed_gradients_before_clipping(corpus, tmp_path):
+    seen = []
+    pretrain(tiny(corpus, tmp_path / "r", steps=2, grad_accum=2, batch_size=4, clip_norm=1e-3),
+             log=_quiet, hooks={"before_update": lambda step, model: seen.append(
+                 (step, math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in model.grads.values()))))})
+    assert [s for s, _ in seen] == [0, 1] and all(n > 1e-3 for _, n in seen)     # not yet clipped
+    with pytest.raises(ValueError, match="hooks: unknown"):
+        pretrain(tiny(corpus, tmp_path / "x"), log=_quiet, hooks={"after_step": print})
