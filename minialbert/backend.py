@@ -259,6 +259,12 @@ def use_cuda_device(index: int) -> None:
     _require_gpu().cuda.Device(int(index)).use()
 
 
+def cuda_pci_bus_id(index: int) -> str:
+    """The PCI bus id of visible device ``index`` (the same GPU has the same id in every
+    process, whatever CUDA_VISIBLE_DEVICES numbers it)."""
+    return str(_require_gpu().cuda.Device(int(index)).pci_bus_id)
+
+
 def current_stream_ptr() -> int:
     """The current CUDA stream's handle, for NCCL calls queued on it."""
     return _require_gpu().cuda.get_current_stream().ptr

@@ -259,7 +259,7 @@ class NCCLComm(MPIComm):
             self.timeout = setup_timeout() if timeout is None else float(timeout)
         else:
             super().__init__(mpi_module, comm, timeout)
-        self.device_id = select_gpu(self.local_rank, self.local_size)
+        self.device_id = select_gpu(self.local_rank, self.local_size, self if self.comm is not None else None)
         nccl = backend.nccl_module()
         with self.deadline("the NCCL handshake"):
             uid = nccl.get_unique_id() if self.rank == 0 else None
@@ -326,20 +326,39 @@ class NCCLComm(MPIComm):
         super().abort(code)
 
 
-def select_gpu(local_rank: int, local_size: int) -> int:
-    """Make GPU ``local_rank`` (of those visible) this process's device; clear error when
-    a machine runs more ranks than it has GPUs (NCCL refuses two ranks on one GPU)."""
+def select_gpu(local_rank: int, local_size: int, comm=None) -> int:
+    """Make GPU ``local_rank % visible`` this process's device, and check (over ``comm``)
+    that no two ranks got the same physical GPU (NCCL refuses two ranks on one GPU). Ranks
+    given one GPU each through their own ``CUDA_VISIBLE_DEVICES`` all pick index 0 of
+    different GPUs, which is fine."""
+    import socket  # noqa: PLC0415
+
     n = backend.cuda_device_count()
     if n < 1:
         raise RuntimeError("--device gpu under MPI: no CUDA GPU is visible to this rank "
                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
-    if local_size > n:
-        raise RuntimeError(f"--device gpu: {local_size} ranks on this machine but {n} visible GPU(s); "
-                           "start one rank per GPU (e.g. mpiexec -n <number of GPUs>), or give each rank "
-                           "its own CUDA_VISIBLE_DEVICES")
     dev = local_rank % n
     backend.use_cuda_device(dev)
+    if comm is not None:
+        mine = (socket.gethostname(), backend.cuda_pci_bus_id(dev))
+        with _deadline_of(comm, "choosing each rank's GPU"):
+            everyone = comm.allgather(mine)
+        shared = [r for r, g in enumerate(everyone) if g == mine]
+        if len(shared) > 1:
+            raise RuntimeError(f"--device gpu: ranks {', '.join(map(str, shared))} would share GPU {mine[1]} on "
+                               f"{mine[0]} ({local_size} ranks on this machine, {n} visible GPU(s)); start one "
+                               "rank per GPU (mpiexec -n <number of GPUs>), or give each rank its own "
+                               "CUDA_VISIBLE_DEVICES")
     return dev
+
+
+def _deadline_of(comm, what):
+    return comm.deadline(what) if hasattr(comm, "deadline") else _nullcontext()
+
+
+@contextmanager
+def _nullcontext():
+    yield
 
 
 def describe_mismatch(everyone: list, what: str) -> str:
@@ -435,6 +454,19 @@ def exit_code(rc: int, command: str = "minialbert") -> int:
     return rc
 
 
+def check_resume_world(saved_size: int, comm, out) -> None:
+    """``--resume`` with another number of ranks than the run was trained with is an error:
+    the global batch N*B*K, and so the run, would change."""
+    saved_size = int(saved_size or 1)
+    if saved_size == comm.size:
+        return
+    how = (f"mpiexec -n {saved_size} minialbert pretrain --resume ..." if saved_size > 1 else
+           "minialbert pretrain --resume ... without mpiexec")
+    raise ValueError(f"--resume: the run in {out} was trained on {saved_size} rank{'s' * (saved_size > 1)} "
+                     f"and this is {comm.size}; the global batch (ranks x --batch-size x --grad-accum) "
+                     f"would change. Resume it with the same number: {how}")
+
+
 # --------------------------------------------------------------------------------------
 # gradients
 
@@ -521,13 +553,14 @@ class GradientAllReducer:
         return grads
 
 
-def dropout_stream(root, step: int, micro: int, comm):
-    """The dropout stream of one micro-batch: ``root.fork(step, micro)`` for one process (as
-    before data parallelism, so single-process runs and their checkpoints are unchanged),
-    ``root.fork(step, micro, rank)`` on a rank of several, so ranks draw different masks."""
+def dropout_stream(root, comm, *keys: int):
+    """The dropout stream of one micro-batch: ``root.fork(*keys)`` for one process (as before
+    data parallelism, so single-process runs and their checkpoints are unchanged), and
+    ``root.fork(*keys, rank)`` on a rank of several, so that ranks draw different masks.
+    Pretraining's keys are (step, micro-batch), fine-tuning's (step,)."""
     if comm.size == 1:
-        return root.fork(step, micro)
-    return root.fork(step, micro, comm.rank)
+        return root.fork(*keys)
+    return root.fork(*keys, comm.rank)
 
 
 def rank_slice(batch: dict, comm) -> dict:

@@ -123,9 +123,9 @@ def test_dropout_streams_differ_per_rank_and_keep_the_single_process_stream():
             self.rank = r
 
     root = Random(0).fork(2)
-    one = D.dropout_stream(root, 5, 1, D.SingleProcess()).random(4)
+    one = D.dropout_stream(root, D.SingleProcess(), 5, 1).random(4)
     np.testing.assert_array_equal(one, root.fork(5, 1).random(4))       # unchanged for one process
-    r0, r1 = (D.dropout_stream(root, 5, 1, R(r)).random(4) for r in (0, 1))
+    r0, r1 = (D.dropout_stream(root, R(r), 5, 1).random(4) for r in (0, 1))
     assert not np.array_equal(r0, r1) and not np.array_equal(r0, one)
     assert D.SingleProcess().any(True) and not D.SingleProcess().any(False)
 
@@ -163,6 +163,13 @@ def test_missing_mpi4py_under_a_launcher_names_the_extra(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode != 0
     assert "pip install minialbert[mpi]" in r.stderr and "PMI_SIZE=2" in r.stderr
+    # the command: one clear line, no traceback, nothing written
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "minialbert", "pretrain", "--steps", "1", "--warmup", "0", "--no-progress",
+                        "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "minialbert pretrain: error:" in r.stderr and "pip install minialbert[mpi]" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
 
 
 # -- two ranks through mpiexec ----------------------------------------------------------------
@@ -243,3 +250,31 @@ def test_one_rank_nccl_bucketed_reducer_on_model_gradients():
     for k in want:
         np.testing.assert_allclose(backend.to_numpy(m.grads[k]), 0.5 * want[k], rtol=1e-6)
 
+
+
+def test_gpu_choice_by_local_rank_and_two_ranks_on_one_gpu_is_a_clear_error(monkeypatch):
+    # the selection logic with the CUDA runtime faked (the real one is in the gpu tests)
+    import socket
+
+    from minialbert import backend
+
+    used = []
+    monkeypatch.setattr(backend, "cuda_device_count", lambda: 2)
+    monkeypatch.setattr(backend, "use_cuda_device", used.append)
+    monkeypatch.setattr(backend, "cuda_pci_bus_id", lambda i: f"0000:0{i}:00.0")
+
+    class Peers(D.SingleProcess):
+        def __init__(self, others):
+            self.others = others
+
+        def allgather(self, obj):
+            return [obj, *self.others]
+
+    host = socket.gethostname()
+    assert D.select_gpu(1, 2, Peers([(host, "0000:00:00.0")])) == 1 and used == [1]
+    with pytest.raises(RuntimeError, match="ranks 0, 1 would share GPU 0000:01:00.0"):
+        D.select_gpu(3, 4, Peers([(host, "0000:01:00.0")]))
+    assert D.select_gpu(0, 2, Peers([("other-node", "0000:00:00.0")])) == 0    # same id, other machine
+    monkeypatch.setattr(backend, "cuda_device_count", lambda: 0)
+    with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
+        D.select_gpu(0, 1)
