@@ -77,7 +77,8 @@ def batch_counts(model, batch: dict) -> EvalCounts:
     accuracy on the pair labels when the model has one and the batch carries labels."""
     kw = dict(token_type_ids=batch["token_type_ids"], attention_mask=batch["attention_mask"],
               labels=batch["labels"])
-    out = model.forward(batch["input_ids"], **kw)
+    with model.no_grad():                                    # nothing here is backpropagated
+        out = model.forward(batch["input_ids"], **kw)
     logits = out.prediction_logits if out.prediction_logits is not None else out.logits   # (N, V)
     xp = get_array_module(logits)
     gold = xp.asarray(batch["labels"]).reshape(-1)[out.masked_positions]                   # (N,)
@@ -96,7 +97,6 @@ def batch_counts(model, batch: dict) -> EvalCounts:
         valid = lab != -100
         c.pair_correct = int(((xp.argmax(out.sop_logits, axis=-1) == lab) & valid).sum())
         c.pair_total = int(valid.sum())
-    model._tape = None              # nothing here is backpropagated
     return c
 
 

@@ -394,9 +394,9 @@ def layer_transitions(model, batches) -> dict:
     n = 0
     try:
         for b in batches:
-            out = model.forward(b["input_ids"], token_type_ids=b["token_type_ids"],
-                                attention_mask=b["attention_mask"], output_hidden_states=True)
-            model._tape = None
+            with model.no_grad():
+                out = model.forward(b["input_ids"], token_type_ids=b["token_type_ids"],
+                                    attention_mask=b["attention_mask"], output_hidden_states=True)
             hs = [to_numpy(h).astype(np.float64) for h in out.hidden_states]     # L+1 x (B, T, H)
             real = np.asarray(b["attention_mask"], bool)                          # (B, T)
             a = np.stack([h[real] for h in hs])                                   # (L+1, N, H)
