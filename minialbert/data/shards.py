@@ -30,7 +30,7 @@ import warnings
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -558,3 +558,11 @@ class ExampleLoader(_BatchStream):
 
     def _load(self, s: int) -> dict:
         return self._arrays
+
+
+def iterate_shards(data_dir) -> Iterator[dict]:
+    """Every shard's arrays in file order (for inspection and tests)."""
+    d = Path(data_dir)
+    for s in read_manifest(d)["shards"]:
+        with np.load(d / s["file"]) as z:
+            yield {k: z[k] for k in ARRAY_KEYS}
