@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import distributed
 from .backend import Random, check_device, resolve_dtype, to_numpy
 from .config import AlbertConfig
 from .data.corpus import default_corpus_files, docs_of_source
@@ -305,13 +306,25 @@ def _load_model(model_dir: Path, task: Task, cfg: FinetuneConfig, tok):
     return model
 
 
-def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
+def _silent(*args, **kwargs) -> None:
+    """The log of ranks other than 0."""
+
+
+def finetune(cfg: FinetuneConfig, log: Callable = print, comm=None) -> dict:
     """Fine-tune as configured; writes the model (config.json, model.safetensors,
     spiece.model and the HF tokenizer files), metrics.jsonl, eval_results.json and run.json
     into ``cfg.out``. Returns the final evaluation metrics. Raises ValueError /
     FileNotFoundError for bad options and inputs (nothing written), TrainingDiverged on a
-    NaN/inf loss."""
+    NaN/inf loss.
+    ``comm`` (default ``distributed.get_world(cfg.device)``): under ``mpiexec -n N`` each
+    step's global batch is N x ``batch_size``, each rank takes its rows of it, and rank 0
+    alone evaluates and writes (the other ranks return ``{"rank": r}``)."""
     cfg.validate()
+    comm = comm or distributed.get_world(cfg.device)
+    is_root = comm.rank == 0
+    if not is_root:
+        log = _silent
+    comm.check_same(asdict(cfg), "command-line settings")
     model_dir = resolve_model_dir(cfg.model)
     out = RunDir(cfg.out, RUN_FILES)
     old_run = out.claim_new(cfg.overwrite, inputs=[model_dir, cfg.tokenizer, cfg.train, cfg.eval],
@@ -321,30 +334,38 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
     task = load_task(cfg)
     train_f, eval_f = build_features(task, tok, cfg)
     N = len(train_f["input_ids"])
-    if cfg.batch_size > N:
-        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the data: only {N} training "
+    G = comm.size * cfg.batch_size                           # the global batch of one step
+    if G > N:
+        ranks = f" x {comm.size} ranks" if comm.size > 1 else ""
+        raise ValueError(f"--batch-size {cfg.batch_size}{ranks} is larger than the data: only {N} training "
                          f"{'windows' if task.kind == 'question_answering' else 'examples'}")
     model = _load_model(model_dir, task, cfg, tok)
     model.set_precision(cfg.precision)
     scaler = make_scaler(cfg.precision)                 # fp16: the dynamic loss scale; else None
     if cfg.device != "cpu":
         model.to(cfg.device)
-    steps_per_epoch = N // cfg.batch_size
+    steps_per_epoch = N // G
     total = steps_per_epoch * cfg.epochs
     warmup = int(round(cfg.warmup_ratio * total))
     mult = None
     if cfg.layerwise_lr_decay is not None and cfg.layerwise_lr_decay != 1.0:
         mult = layerwise_lr_multipliers(model.params, model.config, cfg.layerwise_lr_decay)
     opt = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_multipliers=mult)
+    if comm.size > 1:      # also the barrier before rank 0 writes: every rank has read --out
+        comm.check_same({"examples": N, "weights": distributed.params_fingerprint(model.params)},
+                        "data or starting weights")
     # the run directory: only now is anything written
-    out.clear(old_run)
-    out.start({"run_id": uuid.uuid4().hex[:12], "kind": "finetune", "config": asdict(cfg)})
+    if is_root:
+        out.clear(old_run)
+        out.start({"run_id": uuid.uuid4().hex[:12], "kind": "finetune", "config": asdict(cfg),
+                   **({"world_size": comm.size} if comm.size > 1 else {})})
     log(f"{task.kind}: {len(task.train)} train / {len(task.eval)} eval examples, "
         f"{task.num_labels} label(s) {task.label_names[:8] if task.label_names else ''}; "
         f"{total} steps of B={cfg.batch_size}")
-    mlog = MetricsLog(out.path / "metrics.jsonl")
+    mlog = MetricsLog(out.path / "metrics.jsonl") if is_root else None
     root = Random(cfg.seed, device=cfg.device).fork(3)   # dropout draws on the model's device
-    bar = tqdm(total=total, desc=f"finetune {cfg.task}", unit="step", dynamic_ncols=True) if cfg.progress else None
+    bar = (tqdm(total=total, desc=f"finetune {cfg.task}", unit="step", dynamic_ncols=True)
+           if cfg.progress and is_root else None)
     model.train()
     step, res = 0, {}
     try:
@@ -352,10 +373,12 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
             order = np.random.default_rng([cfg.seed, epoch]).permutation(N)
             acc, t0 = RunningMetrics(), time.perf_counter()
             for s in range(steps_per_epoch):
-                batch = _batch(train_f, order[s * cfg.batch_size:(s + 1) * cfg.batch_size], task.kind)
+                # this rank's rows of the step's global batch of G = ranks x batch_size
+                lo = s * G + comm.rank * cfg.batch_size
+                batch = _batch(train_f, order[lo:lo + cfg.batch_size], task.kind)
                 lr = lr_at(step, cfg.lr, warmup, total)
-                stats = train_step(model, opt, [batch], lr, clip_norm=cfg.clip_norm, rngs=[root.fork(step)],
-                                   scaler=scaler)
+                stats = train_step(model, opt, [batch], lr, comm=comm, clip_norm=cfg.clip_norm,
+                                   rngs=[distributed.dropout_stream(root, comm, step)], scaler=scaler)
                 # fp16: an overflow skips the step (scale halved) and training goes on
                 if not stats.updated and (scaler is None or scaler.at_minimum):
                     raise TrainingDiverged(f"the loss became {stats.loss} (gradient norm {stats.grad_norm}) "
@@ -366,6 +389,8 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
                 if bar is not None:
                     bar.set_postfix(loss=f"{stats.loss:.3f}", refresh=False)
                     bar.update(1)
+            if not is_root:                  # rank 0 alone evaluates and writes
+                continue
             res = evaluate(model, task, eval_f)
             rec = {"step": step, "epoch": epoch + 1, "loss": acc.loss / max(acc.steps, 1),
                    "lr": lr, "epoch_time_s": time.perf_counter() - t0,
@@ -379,7 +404,10 @@ def finetune(cfg: FinetuneConfig, log: Callable = print) -> dict:
     finally:
         if bar is not None:
             bar.close()
-        mlog.close()
+        if mlog is not None:
+            mlog.close()
+    if not is_root:
+        return {"rank": comm.rank, "task": cfg.task, "kind": task.kind, "steps": step}
     model.to("cpu").save_pretrained(out.path)
     save_tokenizer(tok, out.path, model.config.max_position_embeddings)   # spiece.model + HF tokenizer files
     preds = res.pop("_predictions", None)

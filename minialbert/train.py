@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import signal
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from . import metrics
+from . import distributed, metrics
 from .backend import Random, check_device, resolve_dtype, synchronize
 from .config import PRESETS, SHARING_MODES, AlbertConfig
 from .data import (ShardLoader, load_default_corpus,
@@ -239,7 +240,7 @@ def _documents_hash(docs) -> str:
     return h.hexdigest()[:16]
 
 
-def prepare_data(cfg: PretrainConfig, tokenizer_path: Optional[Path] = None, log=print):
+def prepare_data(cfg: PretrainConfig, tokenizer_path: Optional[Path] = None, log=print, ranks: int = 1):
     """Tokenizer, training-batch loader and held-out examples for a run.
 
     Text corpora (:func:`minialbert.data.pretraining.prepare_text_pretraining`): whole
@@ -249,22 +250,24 @@ def prepare_data(cfg: PretrainConfig, tokenizer_path: Optional[Path] = None, log
     every epoch, from ``cfg.seed``. Shards (``--data``): the tokenizer is
     ``--tokenizer`` or a ``*.model`` file in the shard folder whose hash matches the
     manifest; no held-out set. Returns (tokenizer, loader, eval_examples, data_hash);
-    the loader yields fixed-shape (B, T) batches forever and has state_dict()."""
+    the loader yields fixed-shape (B, T) batches forever and has state_dict(). With
+    ``ranks`` N > 1 (data parallelism) it yields the global micro-batches of N*B rows, of
+    which each rank keeps its own B (``distributed.RankSlicedLoader``)."""
     if cfg.data is not None:
-        return _prepare_shards(cfg, tokenizer_path, log)
+        return _prepare_shards(cfg, tokenizer_path, log, ranks)
     t0 = time.perf_counter()
     docs = load_documents(cfg)
     tok = Tokenizer(tokenizer_path) if tokenizer_path is not None and Path(tokenizer_path).exists() else None
     # whole documents held out; examples made on the fly, fresh pairs and masks every epoch
     tok, loader, held, info = prepare_text_pretraining(
-        docs, tok, vocab_size=cfg.vocab_size, max_seq_length=cfg.seq_len, batch_size=cfg.batch_size,
+        docs, tok, vocab_size=cfg.vocab_size, max_seq_length=cfg.seq_len, batch_size=ranks * cfg.batch_size,
         seed=cfg.seed, sentence_task=cfg.sentence_task, max_predictions_per_seq=cfg.max_predictions,
         dupe_factor=cfg.dupe_factor, eval_size=cfg.eval_size, log=log,
         tokenizer_cache=cache_dir() if cfg.corpus is None else None)
     n_train = info["examples_per_epoch"]
-    if cfg.batch_size > n_train:
-        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the data: only {n_train} "
-                         "training examples (lower --batch-size or use a larger --corpus)")
+    if ranks * cfg.batch_size > n_train:
+        raise ValueError(f"--batch-size {cfg.batch_size}{_times_ranks(ranks)} is larger than the data: only "
+                         f"{n_train} training examples (lower --batch-size or use a larger --corpus)")
     loader.heldout_documents = info["heldout"]           # for the fill-mask probe at the end
     log(f"data: {len(docs)} documents -> {info['train_documents']} training ({n_train} examples per "
         f"epoch, fresh masks each epoch) + {info['heldout_documents']} held-out documents "
@@ -272,7 +275,15 @@ def prepare_data(cfg: PretrainConfig, tokenizer_path: Optional[Path] = None, log
     return tok, loader, held, _documents_hash(loader.docs) + tok.content_hash[:8]
 
 
-def _prepare_shards(cfg: PretrainConfig, tokenizer_path, log):
+def _silent(*args, **kwargs) -> None:
+    """The log of ranks other than 0."""
+
+
+def _times_ranks(ranks: int) -> str:
+    return f" x {ranks} ranks" if ranks > 1 else ""
+
+
+def _prepare_shards(cfg: PretrainConfig, tokenizer_path, log, ranks: int = 1):
     d = Path(cfg.data)
     manifest = read_manifest(d)
     task = manifest["config"].get("sentence_task", "sop")
@@ -295,10 +306,10 @@ def _prepare_shards(cfg: PretrainConfig, tokenizer_path, log):
     if T != cfg.seq_len:
         raise ValueError(f"--seq-len {cfg.seq_len} differs from the shards' max_seq_length {T}: "
                          f"pass --seq-len {T}")
-    if cfg.batch_size > manifest["num_examples"]:
-        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the data: the shards hold only "
-                         f"{manifest['num_examples']} examples")
-    loader = ShardLoader(d, cfg.batch_size, seed=cfg.seed, epochs=None, tokenizer=tok)
+    if ranks * cfg.batch_size > manifest["num_examples"]:
+        raise ValueError(f"--batch-size {cfg.batch_size}{_times_ranks(ranks)} is larger than the data: the "
+                         f"shards hold only {manifest['num_examples']} examples")
+    loader = ShardLoader(d, ranks * cfg.batch_size, seed=cfg.seed, epochs=None, tokenizer=tok)
     log(f"data: {manifest['num_examples']} examples in {len(manifest['shards'])} shards from {d} "
         f"(T={T}, V={tok.vocab_size})")
     h = hashlib.sha256(json.dumps(manifest["shards"], sort_keys=True).encode()).hexdigest()[:16]
@@ -489,33 +500,50 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
     ``{"before_step": f(step, model)}``, called before each optimiser step (to inspect or
     change the model, or to stop the run by raising), and ``{"before_update": f(step, model)}``,
     called with the step's summed gradients before clipping and the update (e.g. to watch
-    LAMB's trust ratios, notebook 08). ``comm``: see ``train_step``.
+    LAMB's trust ratios, notebook 08). ``comm``: see ``train_step``; default
+    ``distributed.get_world(cfg.device)``: one process, or the MPI world under ``mpiexec``
+    (data parallelism: each rank reads its B rows of every global micro-batch of N*B, and
+    rank 0 alone writes anything; docs/training/data-parallel.md).
     Raises ValueError for bad options (nothing written), TrainingDiverged on NaN/inf,
     Interrupted (a KeyboardInterrupt) after Ctrl-C or SIGTERM and a checkpoint."""
     hooks = dict(hooks or {})
     if set(hooks) - set(HOOKS):
         raise ValueError(f"hooks: unknown {sorted(set(hooks) - set(HOOKS))}; known: {list(HOOKS)}")
     cfg.validate()
-    comm = comm or SingleProcess()
+    comm = comm or distributed.get_world(cfg.device)
+    root = comm.rank == 0                                       # rank 0 alone writes and logs
+    if not root:
+        log = _silent
+    comm.check_same(asdict(cfg), "command-line settings")     # every rank: the same command
     out, ck_dir = Path(cfg.out), Path(cfg.out) / CHECKPOINT_DIR
     run = claim_out_dir(cfg)                                    # raises before anything is written
+    if run is not None:
+        distributed.check_resume_world(run.get("world_size", 1), comm, out)
     tok, stream, eval_examples, data_hash = prepare_data(
-        cfg, tokenizer_path=(ck_dir / TOKENIZER_FILE) if run else None, log=log)
+        cfg, tokenizer_path=(ck_dir / TOKENIZER_FILE) if run else None, log=log, ranks=comm.size)
+    if comm.size > 1:
+        stream = distributed.RankSlicedLoader(stream, comm)
     model = build_model(cfg, tok.vocab_size)
     optimizer = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     dropout_root = Random(cfg.seed, device=cfg.device).fork(2)
     scaler = make_scaler(cfg.precision)                         # fp16: the dynamic loss scale; else None
     start = _resume(cfg, run, model, optimizer, stream, data_hash, log, scaler) if run else 0
+    if comm.size > 1:      # also the barrier before rank 0 writes: every rank has read --out
+        comm.check_same({"data": data_hash, "step": start, "weights": distributed.params_fingerprint(model.params)},
+                        "data or starting weights (is --out on a filesystem every rank sees?)")
     rd = RunDir(out, RUN_FILES)
-    if run is None:
-        rd.clear(rd.record() if out.is_dir() else None)       # --overwrite: what minialbert wrote
     run_id = run["run_id"] if run else uuid.uuid4().hex[:12]
     run_record = {"run_id": run_id, "fingerprint": cfg.fingerprint(), "config": asdict(cfg),
                   "model_config": model.config.to_dict(), "step": start,
                   "num_parameters": model.num_parameters()}
-    rd.start(run_record)                                        # run.json first: it lists what we write
-    tok.save(out / TOKENIZER_FILE)
-    mlog = metrics.MetricsLog(out / METRICS_FILE, resume_step=start if run else None)
+    if comm.size > 1:
+        run_record["world_size"] = comm.size
+    if root:
+        if run is None:
+            rd.clear(rd.record() if out.is_dir() else None)   # --overwrite: what minialbert wrote
+        rd.start(run_record)                                    # run.json first: it lists what we write
+        tok.save(out / TOKENIZER_FILE)
+    mlog = metrics.MetricsLog(out / METRICS_FILE, resume_step=start if run else None) if root else None
 
     K, B, T = cfg.grad_accum, cfg.batch_size, cfg.seq_len
     peak = (cfg.peak_tflops * 1e12 if cfg.peak_tflops else
@@ -527,20 +555,24 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
 
     def save(step, data_state):
         nonlocal last_ckpt
+        last_ckpt = step
+        if not root:
+            return
         extra = {"data_state": data_state, "data_hash": data_hash,
-                 "run_id": run_id, "fingerprint": cfg.fingerprint()}
+                 "run_id": run_id, "fingerprint": cfg.fingerprint(), "world_size": comm.size}
         if scaler is not None:
             extra["loss_scaler"] = scaler.state_dict()
         ckpt.save_checkpoint(ck_dir, model, optimizer, step=step, rng=dropout_root, extra=extra,
                              files={TOKENIZER_FILE: tok.model_proto})
-        last_ckpt = run_record["step"] = step
+        run_record["step"] = step
         write_json_atomic(out / RUN_FILE, run_record)
 
-    bar = tqdm(total=stop, initial=start, desc="pretrain", unit="step", dynamic_ncols=True) if cfg.progress else None
+    bar = (tqdm(total=stop, initial=start, desc="pretrain", unit="step", dynamic_ncols=True)
+           if cfg.progress and root else None)
     acc, summary = RunningMetrics(), {"run_id": run_id, "out": str(out), "start_step": start}
     # the embedded corpus: top-5 fill-mask guesses on blanked held-out sentences, before/after
     probe_items = None
-    if cfg.corpus is None and cfg.data is None and start == 0 and getattr(stream, "heldout_documents", None):
+    if root and cfg.corpus is None and cfg.data is None and start == 0 and getattr(stream, "heldout_documents", None):
         probe_items = probe_sentences(stream.heldout_documents, tok, seed=cfg.seed)
         probe_before = probe(model, tok, [t for t, _ in probe_items]) if probe_items else None
     model.train()
@@ -557,7 +589,8 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
                 lr = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
                 in_step = True
                 stats = train_step(model, optimizer, batches, lr, comm=comm, clip_norm=cfg.clip_norm,
-                                   rngs=[dropout_root.fork(step, k) for k in range(K)], scaler=scaler,
+                                   rngs=[distributed.dropout_stream(dropout_root, comm, step, k)
+                                         for k in range(K)], scaler=scaler,
                                    before_update=_bind(hooks.get("before_update"), step))
                 in_step = False
                 # fp16: an overflow skips the step (no update; the scaler halved its scale) and the
@@ -572,7 +605,7 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
                                                       n_predictions=stats.mlm_count // comm.size,
                                                       sentence_head=cfg.sentence_task != "none"))
                 # log and evaluate
-                if step % cfg.log_every == 0 or step == stop:
+                if root and (step % cfg.log_every == 0 or step == stop):
                     if acc.steps:
                         rec = acc.record(step, lr, peak, cfg.sentence_task, tokens=step * comm.size * K * B * T)
                     else:                       # every step since the last record was skipped
@@ -591,8 +624,8 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
                 # checkpoint
                 if step % cfg.checkpoint_every == 0 or step == stop:
                     save(step, data_state)
-                if signals.received:
-                    raise signals.interrupted()
+                if comm.any(signals.received is not None):   # every rank stops after the same step
+                    raise signals.interrupted() if signals.received else Interrupted(signal.SIGTERM)
     except KeyboardInterrupt as e:
         # Save the last *finished* step with the data position where the next step starts
         # (the batches of an unfinished step are read again on resume). An interrupt inside
@@ -602,6 +635,8 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
             raise
         if step != last_ckpt:
             save(step, data_state)
+        if comm.size > 1:
+            comm.barrier("the checkpoint at the interrupt")    # rank 0 has saved before anyone exits
         msg = f"interrupted: checkpoint at step {step} in {ck_dir}; continue with --resume"
         log("\n" + msg)
         if isinstance(e, Interrupted):
@@ -610,9 +645,10 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
     finally:
         if bar is not None:
             bar.close()
-        mlog.close()
-    summary.update(step=step, checkpoint=str(ck_dir))
-    if cfg.plots:
+        if mlog is not None:
+            mlog.close()
+    summary.update(step=step, checkpoint=str(ck_dir), rank=comm.rank, world_size=comm.size)
+    if cfg.plots and root:
         summary["plots"] = metrics.plot_metrics(metrics.read_metrics(out / METRICS_FILE), out / "plots")
     if probe_items and step == cfg.steps:
         summary["fill_mask"] = format_probe(probe_items, probe_before, probe(model, tok, [t for t, _ in probe_items]))

@@ -27,6 +27,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     cfg = config_from_args(FinetuneConfig, args)
     res = finetune(cfg, log=lambda m: print(m, file=sys.stderr))
+    if res.get("rank", 0):                          # data parallel: rank 0 reports
+        return 0
     shown = {k: v for k, v in res.items() if isinstance(v, float)}
     print(f"{res['task']} ({res['kind']}): " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     print(f"model and eval_results.json in {cfg.out}")

@@ -36,6 +36,8 @@ def run(args) -> int:
         return 128 + e.signum                       # 130 for Ctrl-C, 143 for SIGTERM
     except KeyboardInterrupt:
         return 130
+    if s.get("rank", 0):                            # data parallel: rank 0 reports
+        return 0
     first, last = s.get("first", {}), s.get("last", {})
     msg = [f"done: step {s['step']}; checkpoint {s['checkpoint']}"]
     if first and last:
