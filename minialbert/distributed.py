@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sys
 import threading
 import traceback
@@ -331,8 +332,6 @@ def select_gpu(local_rank: int, local_size: int, comm=None) -> int:
     that no two ranks got the same physical GPU (NCCL refuses two ranks on one GPU). Ranks
     given one GPU each through their own ``CUDA_VISIBLE_DEVICES`` all pick index 0 of
     different GPUs, which is fine."""
-    import socket  # noqa: PLC0415
-
     n = backend.cuda_device_count()
     if n < 1:
         raise RuntimeError("--device gpu under MPI: no CUDA GPU is visible to this rank "
