@@ -48,23 +48,21 @@ import numpy as np  # noqa: E402
 
 def make_data(cfg, quick: bool, log):
     """Tokenizer, batch stream and held-out examples of the recipe (the default pretrain's)."""
-    from minialbert.data import create_pretraining_examples, load_default_corpus
-    from minialbert.data.heldout import split_documents
-    from minialbert.data.pretraining import PretrainingStream, tokenize_documents
-    from minialbert.tokenizer import Tokenizer
+    from minialbert.data import load_default_corpus
+    from minialbert.data.corpus import cache_dir
+    from minialbert.data.pretraining import prepare_text_pretraining
 
     t0 = time.perf_counter()
     docs = load_default_corpus(include_numpy=not quick)
     if quick:
         docs = docs[:150]
-    train_docs, held_docs = split_documents(docs, 0.03, seed=cfg.seed)
-    tok = Tokenizer.train(train_docs, vocab_size=500 if quick else cfg.vocab_size)
-    stream = PretrainingStream(tokenize_documents(train_docs, tok), tok, cfg.batch_size, cfg.seq_len,
-                               seed=cfg.seed, max_predictions_per_seq=cfg.max_predictions)
-    held = create_pretraining_examples(held_docs, tok, max_seq_length=cfg.seq_len, seed=cfg.seed + 1,
-                                       max_predictions_per_seq=cfg.max_predictions)[:cfg.eval_size]
-    log(f"data: {len(train_docs)} training documents, {len(held)} held-out examples from "
-        f"{len(held_docs)} other documents, V={tok.vocab_size}, in {time.perf_counter() - t0:.1f}s")
+    tok, stream, held, info = prepare_text_pretraining(
+        docs, vocab_size=500 if quick else cfg.vocab_size, max_seq_length=cfg.seq_len,
+        batch_size=cfg.batch_size, seed=cfg.seed, sentence_task="sop",
+        max_predictions_per_seq=cfg.max_predictions, eval_size=cfg.eval_size, log=log,
+        tokenizer_cache=None if quick else cache_dir())
+    log(f"data: {info['train_documents']} training documents, {len(held)} held-out examples from "
+        f"{info['heldout_documents']} other documents, V={tok.vocab_size}, in {time.perf_counter() - t0:.1f}s")
     return tok, stream, held
 
 
@@ -74,11 +72,9 @@ class Ours:
     def __init__(self, mc, cfg):
         from minialbert import optim
         from minialbert.heads import AlbertForPreTraining
-        from minialbert.train import make_optimizer
-
         self.optim, self.cfg = optim, cfg
         self.model = AlbertForPreTraining(mc, seed=cfg.seed)
-        self.opt = make_optimizer("adamw-torch", self.model, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = optim.make_optimizer("adamw-torch", self.model, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def step(self, batch, lr):
         m = self.model

@@ -211,7 +211,10 @@ def test_pretrain_on_the_embedded_corpus_ends_with_the_fill_mask_table(tmp_path,
     from minialbert.train import PretrainConfig, pretrain
 
     small = data_mod.load_default_corpus(include_numpy=False)[:120]    # stands in for the 6 MB corpus
+    import minialbert.train as train_mod
+
     monkeypatch.setattr(data_mod, "load_default_corpus", lambda **kw: small)
+    monkeypatch.setattr(train_mod, "load_default_corpus", lambda **kw: small)
     monkeypatch.setenv("MINIALBERT_CACHE", str(tmp_path / "cache"))
     cfg = PretrainConfig(vocab_size=300, seq_len=32, batch_size=8, steps=3, warmup=1, out=str(tmp_path / "r"),
                          progress=False, plots=False, eval_size=16, peak_tflops=0.1, log_every=1)

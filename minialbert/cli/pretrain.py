@@ -1,5 +1,5 @@
 """``minialbert pretrain``: train ALBERT with MLM + SOP (defaults: a tiny model on the
-embedded corpus, on the CPU, in a few minutes)."""
+embedded corpus, on the CPU, in about 5 minutes)."""
 from __future__ import annotations
 
 import argparse
