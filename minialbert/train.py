@@ -143,7 +143,7 @@ class PretrainConfig:
                                     "spans --steps)", group=_RUN, metavar="N")
     checkpoint_every: int = option(200, "steps between checkpoints (and one at the end)", group=_RUN, metavar="N")
     log_every: int = option(10, "steps between metrics.jsonl records", group=_RUN, metavar="N")
-    eval_every: int = option(200, "steps between held-out evaluations (0: only at the end)", group=_RUN, metavar="N")
+    eval_every: int = option(0, "steps between held-out evaluations (0: only at the end)", group=_RUN, metavar="N")
     eval_size: int = option(512, "held-out examples (made from held-out documents)", group=_RUN)
     peak_tflops: Optional[float] = option(None, "device peak for MFU (none: measured with a short "
                                           "matmul)", group=_RUN)
