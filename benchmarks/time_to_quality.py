@@ -72,6 +72,7 @@ class Ours:
     def __init__(self, mc, cfg):
         from minialbert import optim
         from minialbert.heads import AlbertForPreTraining
+
         self.optim, self.cfg = optim, cfg
         self.model = AlbertForPreTraining(mc, seed=cfg.seed)
         self.opt = optim.make_optimizer("adamw-torch", self.model, lr=cfg.lr, weight_decay=cfg.weight_decay)
