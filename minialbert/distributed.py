@@ -39,6 +39,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from . import backend
+import socket
 
 #: Environment variables set by MPI launchers (MPICH/Intel MPI hydra, Open MPI, MVAPICH,
 #: PMIx) that give the world size. Their presence is what "launched under MPI" means.
