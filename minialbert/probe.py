@@ -79,7 +79,8 @@ def probe(model, tokenizer, texts, top_k: int = 5) -> list[list[tuple[float, str
     try:
         for text in texts:
             ids, pos = encode_masked(tokenizer, text)
-            out = model.forward(np.asarray([ids], dtype=np.int64), full_logits=True)
+            with model.no_grad():
+                out = model.forward(np.asarray([ids], dtype=np.int64), full_logits=True)
             logits = to_numpy(out.prediction_logits if getattr(out, "prediction_logits", None) is not None
                               else out.logits)[0, pos[0]].astype(np.float64)
             z = np.exp(logits - logits.max())
@@ -87,7 +88,6 @@ def probe(model, tokenizer, texts, top_k: int = 5) -> list[list[tuple[float, str
             best = np.argsort(-prob, kind="stable")[:top_k]
             res.append([(float(prob[b]), tokenizer.id_to_piece(int(b))) for b in best])
     finally:
-        model._tape = None
         model.train(was_training)
     return res
 
