@@ -70,7 +70,7 @@ class Settings:
     steps: int = 1500                   # optimiser steps per run
     batch_size: int = 32
     seq_len: int = 64
-    vocab_size: int = 3000
+    vocab_size: int = 2000              # issue 10's recipe (docs/training/pretraining.md)
     dupe_factor: int = 5                # training shards: passes over the documents, fresh masks
     heldout_fraction: float = 0.2       # documents held out
     max_docs: Optional[int] = None      # use only the first N documents (--quick)
@@ -85,8 +85,9 @@ class Settings:
 
 
 # Default budgets: each experiment's runs together take at most ~20 minutes on a quiet
-# 2-core CPU with the tiny preset (docs/reproducing.md has the measured step times).
-DEFAULT_STEPS = {"sentence-task": 2000, "sharing": 1000, "embedding": 500, "smoothness": 2000}
+# 2-core CPU with the tiny preset at ~0.28 s a step (docs/reproducing.md has the measured
+# wall times).
+DEFAULT_STEPS = {"sentence-task": 1000, "sharing": 800, "embedding": 400, "smoothness": 1600}
 QUICK = dict(steps=2, batch_size=8, seq_len=32, vocab_size=400, dupe_factor=1, heldout_fraction=0.25,
              max_docs=120, eval_examples=32, log_every=1, plots_per_run=False)
 

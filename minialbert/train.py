@@ -67,6 +67,7 @@ RUN_FILES = (METRICS_FILE, "metrics.jsonl.tmp*", TOKENIZER_FILE, "spiece.model.t
              *(f"plots/{name}.png{tmp}" for name, _, _ in metrics.PLOTS for tmp in ("", ".tmp")))
 # the longest --seq-len: BERT's and ALBERT's 512, or the preset's own max_position_embeddings
 MAX_SEQ_LEN = 512
+DEFAULT_EVAL_EVERY = 200      # held-out evaluations of a run with held-out data, unless --eval-every says
 # pretrain's callbacks, f(step, model): before each step; with the step's gradients before the update
 HOOKS = ("before_step", "before_update")
 
@@ -102,7 +103,7 @@ class PretrainConfig:
     eval_data: Optional[str] = option(None, "with --data: held-out shards to evaluate on (none: DIR/heldout "
                                       "when `data build --heldout-fraction` wrote it)", group=_DATA,
                                       metavar="DIR")
-    vocab_size: int = option(1000, "size of the tokenizer trained on the fly on --corpus", group=_DATA)
+    vocab_size: int = option(2000, "size of the tokenizer trained on the fly on --corpus", group=_DATA)
     seq_len: int = option(64, f"tokens per example (at most {MAX_SEQ_LEN}, or the preset's "
                           "max_position_embeddings if larger)", group=_DATA, metavar="T")
     sentence_task: str = option("sop", "second objective: sentence order (ALBERT), next sentence (BERT) "
@@ -121,7 +122,7 @@ class PretrainConfig:
     grad_accum: int = option(1, "micro-batches per optimiser step (effective batch B*K; the loss is "
                              "normalised over the whole step, so K micro-batches equal one batch of "
                              "K*B exactly)", group=_OPT, metavar="K")
-    steps: int = option(1200, "total optimiser steps", group=_OPT)
+    steps: int = option(900, "total optimiser steps", group=_OPT)
     optimizer: str = option("adamw-torch", "lamb and adamw: ALBERT's (no bias correction); adamw-torch: "
                             "torch.optim.AdamW (bias-corrected; the only one that leaves the unigram "
                             "plateau within the default 600 steps, see docs/training/pretraining.md)",
@@ -143,7 +144,9 @@ class PretrainConfig:
                                     "spans --steps)", group=_RUN, metavar="N")
     checkpoint_every: int = option(200, "steps between checkpoints (and one at the end)", group=_RUN, metavar="N")
     log_every: int = option(10, "steps between metrics.jsonl records", group=_RUN, metavar="N")
-    eval_every: int = option(0, "steps between held-out evaluations (0: only at the end)", group=_RUN, metavar="N")
+    eval_every: Optional[int] = option(None, "steps between held-out evaluations (0: only at the end; none: "
+                                       f"every {DEFAULT_EVAL_EVERY} where there is held-out data)",
+                                       group=_RUN, metavar="N")
     eval_size: int = option(512, "held-out examples (made from held-out documents)", group=_RUN)
     peak_tflops: Optional[float] = option(None, "device peak for MFU (none: measured with a short "
                                           "matmul)", group=_RUN)
@@ -171,7 +174,7 @@ class PretrainConfig:
         if self.seq_len > longest:
             raise ValueError(f"--seq-len {self.seq_len}: at most {longest} tokens per example "
                              f"(the longest position table a {self.preset} model gets here)")
-        if self.warmup < 0 or self.eval_every < 0:
+        if self.warmup < 0 or (self.eval_every or 0) < 0:
             raise ValueError("--warmup and --eval-every must be >= 0")
         if self.warmup > self.steps:
             raise ValueError(f"--warmup {self.warmup} exceeds --steps {self.steps}")
@@ -615,7 +618,8 @@ def pretrain(cfg: PretrainConfig, log: Callable = print, hooks: Optional[dict] =
                         rec = {"step": step, "lr": lr, "tokens": step * comm.size * K * B * T}
                     if scaler is not None:      # fp16: the scale now in force, skipped steps so far
                         rec.update(loss_scale=scaler.scale, skipped_steps=scaler.skipped_steps)
-                    if step == stop or (cfg.eval_every and step % cfg.eval_every == 0):
+                    every = DEFAULT_EVAL_EVERY if cfg.eval_every is None else cfg.eval_every
+                    if step == stop or (every and step % every == 0):
                         rec.update(evaluate_pretraining(model, eval_examples, cfg))
                     mlog.write(rec)
                     summary.setdefault("first", rec)

@@ -92,8 +92,11 @@ def test_short_run_lowers_the_loss(corpus, tmp_path):
     for r in recs:
         for k in ("step", "loss", "mlm_loss", "mlm_accuracy", "sop_accuracy", "lr", "tokens_per_s", "mfu"):
             assert k in r and r[k] is not None, k
-    # ln(400) = 6.0 at the start; a real margin, not noise (batch-to-batch spread is ~0.2)
-    assert recs[0]["mlm_loss"] - recs[-1]["mlm_loss"] > 0.7, [r["mlm_loss"] for r in recs]
+    # the untrained model's loss is ln(400) = 6.0 (logits ~ 0); a real margin below it, not noise
+    # (batch-to-batch spread is ~0.2), and below the first record (the mean of steps 1-5, which
+    # the E=128 tiny already brings under 6.0)
+    losses = [r["mlm_loss"] for r in recs]
+    assert math.log(400) - losses[-1] > 0.7 and losses[-1] < losses[0], losses
     assert recs[-1]["mlm_accuracy"] > recs[0]["mlm_accuracy"]
     assert "eval_mlm_accuracy" in s["last"]
 
@@ -233,13 +236,23 @@ def test_grad_accum_equals_one_big_batch_exactly(corpus, tmp_path, monkeypatch):
     wb, ob, _ = _ckpt_arrays(tmp_path / "big" / "checkpoint")
     for k in oa["m"]:
         np.testing.assert_allclose(oa["m"][k], ob["m"][k], rtol=1e-11, atol=1e-17, err_msg=k)
+    from minialbert.hf_format import name_map
+    from minialbert.train import build_model
+    ours = {hf: o for o, hf in name_map(build_model(big, 400)).items()}   # tiny(): V=400
     for k in wa:
         if k.endswith("attention.key.bias"):
             # its gradient is exactly 0 (softmax ignores a shift per query row): both runs
             # hold round-off only, whose digits depend on the summation order
             assert np.abs(wa[k]).max() < 1e-12 and np.abs(wb[k]).max() < 1e-12, k
             continue
-        np.testing.assert_allclose(wa[k], wb[k], rtol=1e-11, atol=1e-15, err_msg=k)
+        # Adam's first step moves w by lr * g / (|g| + eps): where |g| is near eps that ratio
+        # turns the round-off the m check allows (1e-11 |g| + 1e-16) into up to
+        # lr * eps * dg / (|g| + eps)^2 of the weight, far above 1e-11 of it
+        g = np.abs(ob["m"][ours[k]]) / 0.1
+        dg = 1e-11 * g + 1e-16
+        allowed = 3e-3 * 1e-8 * dg / (g + 1e-8) ** 2 + 1e-11 * np.abs(wb[k]) + 1e-15
+        bad = np.abs(wa[k] - wb[k]) > allowed
+        assert not bad.any(), (k, wa[k][bad], wb[k][bad], g[bad])
 
 
 def test_train_step_is_one_readable_step_with_a_default_comm(corpus, tmp_path):
