@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from .atomic import atomic_write
 from .layers.activations import ACTIVATIONS
 
 SHARING_MODES = ("all", "attention", "ffn", "none")
@@ -272,10 +273,7 @@ class AlbertConfig:
         if os.path.isdir(path) or not path.endswith(".json"):
             os.makedirs(path, exist_ok=True)
             path = os.path.join(path, "config.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json_string(architectures))
-        os.replace(tmp, path)
+        atomic_write(path, self.to_json_string(architectures))
         return path
 
     def replace(self, **changes) -> "AlbertConfig":

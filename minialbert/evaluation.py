@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from . import atomic
 from .backend import get_array_module, to_numpy
 from .data.shards import ShardLoader, read_manifest
 from .finetune import resolve_model_dir
@@ -269,10 +269,8 @@ def check_json_out(path, arg: str = "--json") -> Path:
 
 
 def write_json_atomic(path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """``obj`` as JSON (NumPy scalars and arrays as numbers and lists), written atomically."""
+    atomic.write_json_atomic(path, obj, default=_json_default)
 
 
 def _json_default(x):

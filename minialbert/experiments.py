@@ -32,7 +32,6 @@ as the paper's Table 5 does for its "None" row, and marked ``"pair_head": false`
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -42,6 +41,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .atomic import atomic_write
 from .evaluation import evaluate_on, load_model, stderr, write_json_atomic
 from .backend import check_device, to_numpy
 from .config import AlbertConfig, PRESETS, count_parameters
@@ -238,7 +238,7 @@ class Run:
 def _pretrain_config(s: Settings, run: Run, data: dict, out: Path):
     kw = dict(preset=s.preset, data=data[run.sentence_task], tokenizer=data["tokenizer"],
               seq_len=s.seq_len, batch_size=s.batch_size, steps=s.steps,
-              warmup=min(PretrainConfig().warmup, max(0, s.steps // 10)),
+              warmup=min(PretrainConfig().warmup, max(0, s.steps // 4)),   # 400 steps: 100, as pretrain
               sentence_task=run.sentence_task, sharing=run.sharing, device=s.device, seed=s.seed,
               out=str(out), checkpoint_every=s.steps, log_every=s.log_every, progress=False,
               plots=s.plots_per_run, peak_tflops=1.0 if s.quick else None)
@@ -476,9 +476,7 @@ def _jsonable(d):
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 # --------------------------------------------------------------------------------------
@@ -494,10 +492,10 @@ def _plt():
 
 
 def _save(fig, path: Path) -> str:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fig.savefig(tmp, format="png")
-    _plt().close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    finally:
+        _plt().close(fig)
     return str(path)
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 from safetensors.numpy import save_file
 
+from .atomic import atomic_write
 from .backend import to_device, to_numpy
 
 # ----------------------------------------------------------------------------------------
@@ -194,16 +194,7 @@ def save_pretrained(model, path) -> str:
     tensors, cfg = pretrained_state(model)
     for name, write in (("model.safetensors", lambda f: save_file(tensors, f, metadata={"format": "pt"})),
                         ("config.json", lambda f: _write_text(f, json.dumps(cfg, indent=2) + "\n"))):
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.chmod(tmp, 0o644)                   # mkstemp makes it private
-            os.replace(tmp, os.path.join(path, name))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(os.path.join(path, name), write)
     return path
 
 

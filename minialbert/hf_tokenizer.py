@@ -11,8 +11,8 @@ import base64
 import json
 import os
 import struct
-import tempfile
 
+from .atomic import atomic_write
 from .tokenizer import Tokenizer
 
 
@@ -170,14 +170,5 @@ def save_tokenizer(tokenizer, path, model_max_length: int | None = None) -> str:
     os.makedirs(path, exist_ok=True)
     files = {"spiece.model": tokenizer.model_proto, **tokenizer_files(tokenizer, model_max_length)}
     for name, data in files.items():
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, os.path.join(path, name))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(os.path.join(path, name), data)
     return path

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import string
 import time
@@ -28,6 +27,7 @@ from typing import Optional
 
 import numpy as np
 
+from .atomic import atomic_write
 from .backend import bfloat16_dtype, matmul, synchronize, xp_for
 
 # --------------------------------------------------------------------------------------
@@ -118,9 +118,7 @@ class MetricsLog:
         else:
             # a new file renamed over the old one: a kill during the rewrite keeps the old records
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            os.replace(tmp, self.path)
+            atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._f = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
@@ -209,10 +207,10 @@ def plot_metrics(records, out_dir, prefix: str = "") -> list[str]:
         ax.legend()
         fig.tight_layout()
         path = out_dir / f"{prefix}{name}.png"
-        tmp = path.with_suffix(".png.tmp")
-        fig.savefig(tmp, format="png")
-        plt.close(fig)
-        os.replace(tmp, path)
+        try:
+            atomic_write(path, lambda f, fig=fig: fig.savefig(f, format="png"))
+        finally:
+            plt.close(fig)
         written.append(str(path))
     return written
 

@@ -28,6 +28,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from .atomic import write_json_atomic  # noqa: F401 - part of this module's interface
+
 RUN_FILE = "run.json"
 
 
@@ -74,13 +76,8 @@ class StopSignals:
         self._old = {}
 
 
-def write_json_atomic(path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` through ``path.tmp<pid>`` and a rename: a reader
-    (or a kill) sees the old file or the new one, never a torn one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+# write_json_atomic (imported above from .atomic): a reader, or a kill, sees the old file or
+# the new one, never a torn one
 
 
 def with_temporaries(names: Iterable[str]) -> list[str]:

@@ -14,7 +14,6 @@ ordinary pieces), so ``[CLS]``/``[SEP]``/``[MASK]`` are inserted as ids in code.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -26,6 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .atomic import atomic_write
 from .textfiles import iter_text_files, read_text_file
 
 try:  # imported lazily-ish: a clear message beats an ImportError deep in a call
@@ -238,13 +238,9 @@ class Tokenizer:
         if path.suffix != ".model":
             path = path.with_name(path.name + ".model")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         try:
-            tmp.write_bytes(self.model_proto)
-            os.replace(tmp, path)
+            atomic_write(path, self.model_proto)
         except OSError as e:                # a full disk, a read-only folder: name the target
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             raise OSError(e.errno, e.strerror, str(path)) from None
         return path
 
