@@ -122,7 +122,7 @@ class PretrainConfig:
     grad_accum: int = option(1, "micro-batches per optimiser step (effective batch B*K; the loss is "
                              "normalised over the whole step, so K micro-batches equal one batch of "
                              "K*B exactly)", group=_OPT, metavar="K")
-    steps: int = option(900, "total optimiser steps", group=_OPT)
+    steps: int = option(800, "total optimiser steps", group=_OPT)
     optimizer: str = option("adamw-torch", "lamb and adamw: ALBERT's (no bias correction); adamw-torch: "
                             "torch.optim.AdamW (bias-corrected; the only one that leaves the unigram "
                             "plateau within the default 600 steps, see docs/training/pretraining.md)",
