@@ -1,7 +1,8 @@
 """Atomic file writes: every file minialbert writes for a user goes through here (the
 checkpoint directory, written and renamed as a whole, is checkpoint.py's).
 
-A file is written under a unique temporary name in its own folder, then renamed over the
+A file is written under a unique temporary name in its own folder (``NAME.tmp<random>``),
+then renamed over the
 target (``os.replace``, atomic on POSIX and Windows): a reader, or a kill at any moment,
 sees the old file or the new one, never a torn one, and a failed write leaves no
 temporary file behind.
@@ -24,7 +25,9 @@ def atomic_write(path, data: Data, mode: int = 0o644) -> Path:
     file itself (``fig.savefig``, ``safetensors.numpy.save_file``). mode: the new file's
     permissions (``mkstemp`` alone would make it private to its owner)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # NAME.tmp<random>: the pattern run directories know as their own (rundir: stale ones are
+    # removed on the next start, and --overwrite may replace them)
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.tmp", dir=path.parent)
     try:
         if callable(data):
             os.close(fd)

@@ -373,19 +373,41 @@ def test_resume_rewrites_metrics_by_rename_and_cleans_stale_temporaries(corpus, 
     (out / "run.json.tmp999999").write_text("{")
     metrics_before = (out / "metrics.jsonl").read_bytes()
 
-    # a kill in the middle of the rewrite (first bytes written, then the process dies)
-    real = Path.write_text
+    # a kill in the middle of the rewrite (first bytes of the temporary written, then the
+    # process dies): every atomic write goes through minialbert.atomic's mkstemp + fdopen
+    from minialbert import atomic
+    real_mkstemp, real_fdopen, metrics_fds = atomic.tempfile.mkstemp, atomic.os.fdopen, set()
 
-    def dies_half_way(self, data, *a, **k):
-        if self.name.startswith("metrics.jsonl"):
-            real(self, data[:10], *a, **k)
+    def mkstemp(*a, prefix="", **k):
+        fd, name = real_mkstemp(*a, prefix=prefix, **k)
+        if prefix.startswith("metrics.jsonl"):
+            metrics_fds.add(fd)
+        return fd, name
+
+    class DiesHalfWay:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:10])
             raise KeyboardInterrupt("killed")
-        return real(self, data, *a, **k)
 
-    monkeypatch.setattr(Path, "write_text", dies_half_way)
+    def fdopen(fd, *a, **k):
+        f = real_fdopen(fd, *a, **k)
+        return DiesHalfWay(f) if fd in metrics_fds else f
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
     with pytest.raises(KeyboardInterrupt):
         pretrain(tiny(corpus, out, steps=6, resume=True), log=_quiet)
-    monkeypatch.setattr(Path, "write_text", real)
+    monkeypatch.undo()
+    assert metrics_fds                                                 # the rewrite was reached
     assert (out / "metrics.jsonl").read_bytes() == metrics_before     # nothing lost
     s = pretrain(tiny(corpus, out, steps=6, resume=True), log=_quiet)
     assert s["step"] == 6
