@@ -58,3 +58,39 @@ def device(request):
 def xp(device):
     """The array module for the backend under test."""
     return backend.xp_for(device)
+
+
+def break_atomic_writes(monkeypatch, error, prefix=""):
+    """Make minialbert.atomic's writes of files whose name starts with ``prefix`` write 10
+    bytes of the temporary file and then raise ``error`` (a full disk, a kill). Returns the
+    set of file descriptors it broke, so a test can check the write was reached."""
+    from minialbert import atomic
+    real_mkstemp, real_fdopen, broken = atomic.tempfile.mkstemp, atomic.os.fdopen, set()
+
+    def mkstemp(*a, **k):
+        fd, name = real_mkstemp(*a, **k)
+        if k.get("prefix", "").startswith(prefix):
+            broken.add(fd)
+        return fd, name
+
+    class Breaks:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:10])
+            raise error
+
+    def fdopen(fd, *a, **k):
+        f = real_fdopen(fd, *a, **k)
+        return Breaks(f) if fd in broken else f
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
+    return broken

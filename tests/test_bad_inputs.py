@@ -412,23 +412,8 @@ def test_the_bad_input_catalogue_never_crashes():
 
 
 def test_tokenizer_save_on_a_full_disk_names_the_model_file(tok, tmp_path, monkeypatch, capsys):
-    from minialbert import atomic
-    real = atomic.os.fdopen
-
-    class Full:                         # the disk fills after 10 bytes of the temporary file
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[:10])
-            raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: Full(real(fd, mode)))
+    from conftest import break_atomic_writes
+    break_atomic_writes(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     with pytest.raises(OSError, match="No space left") as e:
         tok.save(tmp_path / "sp")
     assert e.value.filename == str(tmp_path / "sp.model") and os.listdir(tmp_path) == []

@@ -375,35 +375,8 @@ def test_resume_rewrites_metrics_by_rename_and_cleans_stale_temporaries(corpus, 
 
     # a kill in the middle of the rewrite (first bytes of the temporary written, then the
     # process dies): every atomic write goes through minialbert.atomic's mkstemp + fdopen
-    from minialbert import atomic
-    real_mkstemp, real_fdopen, metrics_fds = atomic.tempfile.mkstemp, atomic.os.fdopen, set()
-
-    def mkstemp(*a, prefix="", **k):
-        fd, name = real_mkstemp(*a, prefix=prefix, **k)
-        if prefix.startswith("metrics.jsonl"):
-            metrics_fds.add(fd)
-        return fd, name
-
-    class DiesHalfWay:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[:10])
-            raise KeyboardInterrupt("killed")
-
-    def fdopen(fd, *a, **k):
-        f = real_fdopen(fd, *a, **k)
-        return DiesHalfWay(f) if fd in metrics_fds else f
-
-    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
-    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
+    from conftest import break_atomic_writes
+    metrics_fds = break_atomic_writes(monkeypatch, KeyboardInterrupt("killed"), prefix="metrics.jsonl")
     with pytest.raises(KeyboardInterrupt):
         pretrain(tiny(corpus, out, steps=6, resume=True), log=_quiet)
     monkeypatch.undo()
